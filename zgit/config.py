@@ -1,0 +1,116 @@
+"""``.zgit/config.yaml``: where module paths start and how pins are loaded.
+
+Every key is optional; environment variables win over the file.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, Mapping, Optional
+
+import yaml
+
+from zgit.errors import ConfigError
+
+CONFIG_DIR = ".zgit"
+CONFIG_FILE = "config.yaml"
+STRATEGIES = ("checkout", "memory")
+MISMATCH_POLICIES = ("error", "warn")
+
+DEFAULT_CONFIG_TEXT = """\
+# zgit configuration; every key is optional and environment variables win.
+source_root: .               # module paths are relative to this directory
+loader:
+  strategy: checkout         # or memory              (env ZGIT_LOADER_STRATEGY)
+  lock_timeout: 60           # seconds to wait for another process's checkout (env ZGIT_LOCK_TIMEOUT)
+  on_version_mismatch: error # or warn                (env ZGIT_ON_VERSION_MISMATCH)
+"""
+
+
+@dataclass(frozen=True)
+class Config:
+    """The settings of one repository."""
+
+    source_root: str = "."
+    strategy: str = "checkout"
+    lock_timeout: float = 60.0
+    on_version_mismatch: str = "error"
+
+    @classmethod
+    def load(cls, root: Path, environ: Optional[Mapping[str, str]] = None) -> "Config":
+        """Read ``<root>/.zgit/config.yaml`` (if any) and apply environment overrides.
+
+        Raises :class:`ConfigError` naming the file and the key for bad values.
+        """
+        env = os.environ if environ is None else environ
+        path = Path(root) / CONFIG_DIR / CONFIG_FILE
+        data: Dict[str, Any] = {}
+        if path.is_file():
+            data = _read_mapping(path)
+        loader = data.get("loader", {}) or {}
+        if not isinstance(loader, dict):
+            raise ConfigError(f"{path}: key 'loader' must be a mapping")
+        source_root = data.get("source_root", ".")
+        strategy = env.get("ZGIT_LOADER_STRATEGY") or loader.get("strategy", "checkout")
+        timeout = env.get("ZGIT_LOCK_TIMEOUT") or loader.get("lock_timeout", 60)
+        mismatch = env.get("ZGIT_ON_VERSION_MISMATCH") or loader.get("on_version_mismatch", "error")
+        return cls(
+            source_root=_check_source_root(path, source_root),
+            strategy=check_strategy(strategy, f"{path}: key 'loader.strategy'"),
+            lock_timeout=_check_timeout(path, timeout),
+            on_version_mismatch=_check_choice(
+                path, "loader.on_version_mismatch", mismatch, MISMATCH_POLICIES
+            ),
+        )
+
+
+def _read_mapping(path: Path) -> Dict[str, Any]:
+    try:
+        with open(path, "rb") as handle:
+            data = yaml.safe_load(handle)
+    except (OSError, yaml.YAMLError, UnicodeDecodeError, RecursionError) as exc:
+        raise ConfigError(f"{path}: cannot read it as YAML: {exc}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of keys to values")
+    return data
+
+
+def check_strategy(value: Any, where: str = "strategy") -> str:
+    """Return ``value`` if it names a loader strategy, else raise :class:`ConfigError`."""
+    if value not in STRATEGIES:
+        raise ConfigError(f"{where}: {value!r} is not a loader strategy; use one of {', '.join(STRATEGIES)}")
+    return str(value)
+
+
+def _check_choice(path: Path, key: str, value: Any, choices) -> str:
+    if value not in choices:
+        raise ConfigError(f"{path}: key {key!r} is {value!r}; use one of {', '.join(choices)}")
+    return str(value)
+
+
+def _check_timeout(path: Path, value: Any) -> float:
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = -1.0
+    if not seconds >= 0 or isinstance(value, bool):
+        raise ConfigError(
+            f"{path}: key 'loader.lock_timeout' (or ZGIT_LOCK_TIMEOUT) is {value!r}; "
+            "give a number of seconds >= 0"
+        )
+    return seconds
+
+
+def _check_source_root(path: Path, value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{path}: key 'source_root' must be a directory path relative to the repository")
+    norm = os.path.normpath(value).replace(os.sep, "/")
+    if os.path.isabs(value) or norm == ".." or norm.startswith("../"):
+        raise ConfigError(
+            f"{path}: key 'source_root' is {value!r}; it must be a directory inside the repository"
+        )
+    return "" if norm == "." else norm

@@ -1,0 +1,71 @@
+"""Every error zgit raises, one type per failure.
+
+All of them derive from :class:`ZgitError`, and every message says what to do next.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+
+class ZgitError(Exception):
+    """Base class of every error zgit raises on purpose."""
+
+
+class SourceError(ZgitError, ValueError):
+    """A source string is malformed, or names something that cannot be pinned."""
+
+
+class NotARepositoryError(ZgitError):
+    """No git work tree was found where one was expected."""
+
+
+class DirtyModuleError(ZgitError):
+    """A module directory differs from HEAD, so the checkout loader refuses to touch it.
+
+    ``paths`` holds the offending files as repository-relative POSIX paths.
+    """
+
+    def __init__(self, message: str, paths: Iterable[str] = ()) -> None:
+        super().__init__(message)
+        self.paths: list[str] = sorted(paths)
+
+
+class PinNotFoundError(ZgitError):
+    """The commit a source is pinned to is not in the repository."""
+
+
+class SourceNotFoundError(ZgitError, ImportError):
+    """The module or attribute a source names does not exist at its pin."""
+
+
+class VersionMismatchError(ZgitError):
+    """The installed distribution differs from the version a source is pinned to."""
+
+
+class PipelineNotFoundError(ZgitError):
+    """No stored pipeline has the requested name.  ``names`` lists those that exist."""
+
+    def __init__(self, message: str, names: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.names: list[str] = list(names)
+
+
+class ConfigError(ZgitError):
+    """A YAML file does not parse or does not fit its schema (names the file and the key)."""
+
+
+class LockTimeoutError(ZgitError, TimeoutError):
+    """Another process held the checkout lock for longer than ``lock_timeout`` seconds."""
+
+
+class RecoverError(ZgitError):
+    """A journal cannot be undone without overwriting work (names the files)."""
+
+    def __init__(self, message: str, paths: Iterable[str] = ()) -> None:
+        super().__init__(message)
+        self.paths: list[str] = sorted(paths)
+
+
+class UnpinnedSourceWarning(UserWarning):
+    """A class was left unpinned; the message says why and how to pin it."""

@@ -1,0 +1,301 @@
+"""The only module that talks to pygit2: commits, trees, blobs and the clean check.
+
+Everything here works on repository-relative POSIX paths.  Trees of commits are
+immutable, so what is read from them is cached by object id.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import stat
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, Iterator, List, Optional, Tuple
+
+import pygit2
+
+from zgit.errors import NotARepositoryError, PinNotFoundError, SourceError
+
+MODE_BLOB = 0o100644
+MODE_EXEC = 0o100755
+MODE_LINK = 0o120000
+MODE_TREE = 0o040000
+MODE_GITLINK = 0o160000
+
+# Python's own caches never make a module directory dirty, ignored or not.
+_CACHE_DIR = "__pycache__"
+_CACHE_SUFFIXES = (".pyc", ".pyo")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A file in a commit's tree: its blob id (hex) and git file mode."""
+
+    oid: str
+    mode: int
+
+    @property
+    def is_link(self) -> bool:
+        return self.mode == MODE_LINK
+
+    @property
+    def is_gitlink(self) -> bool:
+        return self.mode == MODE_GITLINK
+
+
+Entries = Dict[str, Entry]
+
+
+def is_bytecode_cache(relpath: str) -> bool:
+    """True for paths Python writes by itself (``__pycache__/``, ``*.pyc``)."""
+    return relpath.endswith(_CACHE_SUFFIXES) or _CACHE_DIR in relpath.split("/")
+
+
+class GitRepo:
+    """A non-bare git repository, opened through pygit2.
+
+    Instances are shared per work tree (see :func:`open_repo`); a lock serializes the
+    calls into libgit2 so that threads can share one.
+    """
+
+    def __init__(self, git_dir: str) -> None:
+        self._repo = pygit2.Repository(git_dir)
+        if self._repo.is_bare or self._repo.workdir is None:
+            raise NotARepositoryError(
+                f"{git_dir} is a bare repository; zgit needs a work tree (git clone without --bare)"
+            )
+        self.root = Path(os.path.realpath(self._repo.workdir))
+        self.git_dir = Path(os.path.realpath(self._repo.path))
+        self._lock = threading.RLock()
+        self._tree_cache: Dict[str, Entries] = {}
+
+    # -- commits -------------------------------------------------------------------------
+
+    def head_sha(self) -> Optional[str]:
+        """The commit HEAD points at, or None before the first commit."""
+        with self._lock:
+            try:
+                if self._repo.head_is_unborn:
+                    return None
+                return str(self._repo.head.target)
+            except pygit2.GitError:
+                return None
+
+    def resolve_commit(self, rev: str) -> str:
+        """Full 40-hex id of the commit ``rev`` names (a full or unambiguous short sha,
+        a branch or tag); :class:`PinNotFoundError` when there is none."""
+        with self._lock:
+            try:
+                obj = self._repo.revparse_single(rev)
+                commit = obj.peel(pygit2.Commit)
+            except (KeyError, ValueError, pygit2.GitError) as exc:
+                raise PinNotFoundError(
+                    f"no commit {rev!r} in the repository at {self.root}: fetch it "
+                    "(git fetch --all) or correct the pin"
+                ) from exc
+            return str(commit.id)
+
+    def has_commit(self, sha: str) -> bool:
+        with self._lock:
+            try:
+                obj = self._repo.get(sha)
+            except (ValueError, pygit2.GitError):
+                return False
+            return isinstance(obj, pygit2.Commit)
+
+    def _commit_tree(self, sha: str) -> pygit2.Tree:
+        try:
+            obj = self._repo.get(sha)
+        except (ValueError, pygit2.GitError):
+            obj = None
+        if not isinstance(obj, pygit2.Commit):
+            raise PinNotFoundError(
+                f"commit {sha} is not in the repository at {self.root}: fetch the history that "
+                "has it (git fetch --all, or clone without --depth), or re-pin the pipeline"
+            )
+        return obj.tree
+
+    # -- trees ---------------------------------------------------------------------------
+
+    def tree_id(self, sha: str, directory: str) -> Optional[str]:
+        """The id of the tree at ``directory`` in commit ``sha``, or None when absent."""
+        with self._lock:
+            tree = self._commit_tree(sha)
+            if directory in ("", "."):
+                return str(tree.id)
+            try:
+                obj = tree[directory]
+            except KeyError:
+                return None
+            return str(obj.id) if obj.type == pygit2.GIT_OBJECT_TREE else None
+
+    def entry(self, sha: str, path: str) -> Optional[Entry]:
+        """The blob entry at ``path`` in commit ``sha`` (None if absent or a directory)."""
+        with self._lock:
+            tree = self._commit_tree(sha)
+            try:
+                obj = tree[path]
+            except KeyError:
+                return None
+            if obj.filemode == MODE_TREE:
+                return None
+            return Entry(str(obj.id), int(obj.filemode))
+
+    def entries(self, sha: str, directory: str) -> Optional[Entries]:
+        """Every file below ``directory`` at commit ``sha`` as ``{repo path: Entry}``.
+
+        None when the directory does not exist there.  Submodules appear with
+        ``MODE_GITLINK``.  Cached by tree id, so repeated calls are dictionary lookups.
+        """
+        tree_oid = self.tree_id(sha, directory)
+        if tree_oid is None:
+            return None
+        prefix = "" if directory in ("", ".") else directory.rstrip("/") + "/"
+        key = prefix + "\0" + tree_oid
+        cached = self._tree_cache.get(key)
+        if cached is not None:
+            return cached
+        with self._lock:
+            out: Entries = {}
+            self._walk(self._repo[tree_oid], prefix, out)
+        if len(self._tree_cache) > 4096:
+            self._tree_cache.clear()
+        self._tree_cache[key] = out
+        return out
+
+    def _walk(self, tree: pygit2.Tree, prefix: str, out: Entries) -> None:
+        for item in tree:
+            path = prefix + item.name
+            if item.filemode == MODE_TREE:
+                self._walk(self._repo[item.id], path + "/", out)
+            else:
+                out[path] = Entry(str(item.id), int(item.filemode))
+
+    def blob(self, oid: str) -> bytes:
+        """The bytes of blob ``oid``."""
+        with self._lock:
+            return self._repo[oid].data
+
+    def read(self, sha: str, path: str) -> Optional[bytes]:
+        """The bytes of file ``path`` at commit ``sha``, or None when there is none."""
+        found = self.entry(sha, path)
+        if found is None or found.is_gitlink:
+            return None
+        return self.blob(found.oid)
+
+    def changed_paths(self, old_sha: str, new_sha: str, directory: str) -> List[str]:
+        """Files below ``directory`` that differ between two commits (added, removed, changed)."""
+        old = self.entries(old_sha, directory) or {}
+        new = self.entries(new_sha, directory) or {}
+        return sorted(p for p in old.keys() | new.keys() if old.get(p) != new.get(p))
+
+    # -- the work tree -------------------------------------------------------------------
+
+    def is_ignored(self, relpath: str) -> bool:
+        with self._lock:
+            return bool(self._repo.path_is_ignored(relpath))
+
+    def file_matches(self, relpath: str, entry: Optional[Entry]) -> bool:
+        """True when the work-tree file at ``relpath`` is exactly ``entry`` (None: absent)."""
+        full = os.path.join(self.root, relpath)
+        try:
+            st = os.lstat(full)
+        except FileNotFoundError:
+            return entry is None
+        except NotADirectoryError:
+            return entry is None
+        if entry is None:
+            return False
+        return _matches(full, st, entry)
+
+    def dirty_paths(self, directory: str) -> List[str]:
+        """Files below ``directory`` whose work-tree state differs from HEAD.
+
+        Untracked (and not ignored), modified, mode-changed and deleted files count; a
+        rename shows as its two halves.  Bytecode caches never count.  Costs
+        O(files in the directory): nothing outside it is read.  Before the first commit
+        every file counts.
+        """
+        head = self.head_sha()
+        expected: Entries = {}
+        if head is not None:
+            expected = self.entries(head, directory) or {}
+        base = os.path.join(self.root, directory)
+        dirty: List[str] = []
+        seen = set()
+        gitlinks = {p for p, e in expected.items() if e.is_gitlink}
+        for relpath, full, st in _walk_files(base, directory, gitlinks, self._pruned_dir):
+            seen.add(relpath)
+            entry = expected.get(relpath)
+            if entry is None:
+                if not self.is_ignored(relpath):
+                    dirty.append(relpath)
+            elif entry.is_gitlink:
+                continue
+            elif not _matches(full, st, entry):
+                dirty.append(relpath)
+        dirty.extend(p for p in expected if p not in seen)
+        return sorted(dirty)
+
+    def _pruned_dir(self, relpath: str) -> bool:
+        return self.is_ignored(relpath + "/")
+
+
+def _matches(full: str, st: os.stat_result, entry: Entry) -> bool:
+    if stat.S_ISLNK(st.st_mode):
+        if not entry.is_link:
+            return False
+        return str(pygit2.hash(os.fsencode(os.readlink(full)))) == entry.oid
+    if not stat.S_ISREG(st.st_mode) or entry.is_link:
+        return False
+    executable = bool(st.st_mode & stat.S_IXUSR)
+    if executable != (entry.mode == MODE_EXEC):
+        return False
+    return str(pygit2.hashfile(full)) == entry.oid
+
+
+def _walk_files(base: str, directory: str, gitlinks, pruned) -> Iterator[Tuple[str, str, os.stat_result]]:
+    """Yield (repo path, full path, lstat) of every non-cache file below ``base``."""
+    prefix = "" if directory in ("", ".") else directory.rstrip("/") + "/"
+    stack = [(base, prefix)]
+    while stack:
+        current, rel = stack.pop()
+        try:
+            scan = os.scandir(current)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        with scan:
+            for item in scan:
+                relpath = rel + item.name
+                if item.is_dir(follow_symlinks=False):
+                    if item.name == _CACHE_DIR or item.name == ".git" or relpath in gitlinks:
+                        if relpath in gitlinks:
+                            yield relpath, item.path, item.stat(follow_symlinks=False)
+                        continue
+                    if pruned(relpath):
+                        continue
+                    stack.append((item.path, relpath + "/"))
+                elif not item.name.endswith(_CACHE_SUFFIXES):
+                    yield relpath, item.path, item.stat(follow_symlinks=False)
+
+
+@functools.lru_cache(maxsize=256)
+def _open_cached(git_dir: str) -> GitRepo:
+    return GitRepo(git_dir)
+
+
+def open_repo(path: "str | os.PathLike[str] | None" = None) -> GitRepo:
+    """The repository whose work tree holds ``path`` (default: the current directory)."""
+    start = os.path.abspath(os.fspath(path) if path is not None else os.getcwd())
+    try:
+        git_dir = pygit2.discover_repository(start)
+    except pygit2.GitError:
+        git_dir = None
+    if git_dir is None:
+        raise NotARepositoryError(
+            f"{start} is not inside a git repository: run zgit from your project, "
+            "or create one with 'git init'"
+        )
+    return _open_cached(os.path.realpath(git_dir))
