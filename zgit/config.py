@@ -33,7 +33,7 @@ loader:
 class Config:
     """The settings of one repository."""
 
-    source_root: str = "."
+    source_root: str = ""
     strategy: str = "checkout"
     lock_timeout: float = 60.0
     on_version_mismatch: str = "error"

@@ -1,0 +1,97 @@
+"""Where a module lives in a repository: module files, module directories, pinned names.
+
+A module ``a.b.c`` under source root ``src`` is the file ``src/a/b/c.py`` (module
+directory ``src/a/b``) or the package ``src/a/b/c/__init__.py`` (module directory
+``src/a/b/c``).  Pinned modules live in ``sys.modules`` under names that carry the pin
+on the module directory's package: ``a.b@<sha>.c``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import List, Optional
+
+from zgit.errors import SourceError
+
+PIN_IN_NAME = re.compile(r"@([0-9a-f]{40})(?=\.|$)")
+
+
+@dataclass(frozen=True)
+class ModuleLocation:
+    """A module's file and module directory, as repository-relative POSIX paths."""
+
+    module: str          # dotted name relative to the source root, e.g. "a.b.c"
+    file: str            # "src/a/b/c.py" or "src/a/b/c/__init__.py"
+    module_dir: str      # "src/a/b" or "src/a/b/c"
+    package: str         # dotted name of the module directory, e.g. "a.b"
+
+    @property
+    def is_package(self) -> bool:
+        return self.file.endswith("/__init__.py")
+
+    def pinned_package(self, sha: str) -> str:
+        """The ``sys.modules`` name of the module directory's package at ``sha``."""
+        return f"{self.package}@{sha}"
+
+    def pinned_name(self, sha: str) -> str:
+        """The ``sys.modules`` name of this module at ``sha`` (``a.b@<sha>.c``)."""
+        rest = self.module[len(self.package):]
+        return self.pinned_package(sha) + rest
+
+
+def _join(root: str, rel: str) -> str:
+    return f"{root}/{rel}" if root else rel
+
+
+def candidates(module: str, source_root: str) -> List[ModuleLocation]:
+    """The two places module ``module`` can be (plain module first, then package).
+
+    Raises :class:`SourceError` for a module that would sit directly in the source root:
+    it has no module directory of its own and is never pinned.
+    """
+    parts = module.split(".")
+    rel = "/".join(parts)
+    out: List[ModuleLocation] = []
+    if len(parts) >= 2:
+        out.append(ModuleLocation(module, _join(source_root, rel + ".py"),
+                                  _join(source_root, "/".join(parts[:-1])), ".".join(parts[:-1])))
+    out.append(ModuleLocation(module, _join(source_root, rel + "/__init__.py"),
+                              _join(source_root, rel), module))
+    return out
+
+
+def location_of_file(relpath: str, source_root: str) -> Optional[ModuleLocation]:
+    """The location of the module file at repository path ``relpath``.
+
+    None when the file is not a ``.py`` file below the source root, or its path parts
+    are not Python identifiers.  A module file directly in the source root gives a
+    location whose ``module_dir`` is the source root itself (callers refuse to pin it).
+    """
+    prefix = source_root + "/" if source_root else ""
+    if not relpath.startswith(prefix) or not relpath.endswith(".py"):
+        return None
+    parts = relpath[len(prefix):-3].split("/")
+    if not all(p.isidentifier() for p in parts):
+        return None
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+        if not parts:
+            return None
+        return ModuleLocation(".".join(parts), relpath, _join(source_root, "/".join(parts)), ".".join(parts))
+    return ModuleLocation(".".join(parts), relpath, _join(source_root, "/".join(parts[:-1])),
+                          ".".join(parts[:-1]))
+
+
+def split_pinned_name(name: str):
+    """``("a.b", sha, ".c")`` for a pinned module name ``a.b@<sha>.c``, else None."""
+    match = PIN_IN_NAME.search(name)
+    if match is None:
+        return None
+    return name[: match.start()], match.group(1), name[match.end():]
+
+
+def check_module_name(module: str) -> None:
+    """Raise :class:`SourceError` unless ``module`` is a dotted path of identifiers."""
+    if not module or not all(p.isidentifier() for p in module.split(".")):
+        raise SourceError(f"{module!r} is not a dotted Python module path")

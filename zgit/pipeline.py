@@ -1,0 +1,207 @@
+"""Steps, pipelines, and the pipeline YAML format (``pipelines/<slug>.yaml``)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+from zgit import yamlio
+from zgit.errors import ConfigError, SourceError
+from zgit.source import Source
+
+FORMAT_VERSION = "1"
+_KNOWN_KEYS = ("version", "name", "steps")
+
+
+class BaseStep:
+    """Base class of every step.
+
+    Steps take keyword arguments only; the arguments given at construction are recorded
+    in ``.args`` (whatever the subclass's ``__init__`` does with them), so that a stored
+    pipeline rebuilds the same step with ``cls(**args)``.
+    """
+
+    args: Dict[str, Any]
+
+    def __new__(cls, *positional: Any, **kwargs: Any) -> "BaseStep":
+        if positional:
+            raise TypeError(
+                f"{cls.__name__} takes keyword arguments only, so that they can be stored "
+                f"in the pipeline YAML (got {len(positional)} positional)"
+            )
+        self = super().__new__(cls)
+        self.args = dict(kwargs)
+        return self
+
+    def __init__(self, **kwargs: Any) -> None:
+        pass
+
+    def run(self, data: Any) -> Any:
+        """Do the step's work on the previous step's output and return this step's output."""
+        return data
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.args.items())
+        return f"{type(self).__name__}({args})"
+
+
+def slugify(name: str) -> str:
+    """The file stem for a pipeline name: lower-case, runs of other than [a-z0-9] as ``_``."""
+    slug = re.sub(r"[^a-z0-9]+", "_", name.lower())
+    if not slug.strip("_"):
+        raise ConfigError(f"pipeline name {name!r} has no letters or digits to make a file name of")
+    return slug
+
+
+@dataclass
+class StepConfig:
+    """One step as stored: its name, source and constructor arguments."""
+
+    name: str
+    source: Source
+    args: Dict[str, Any]
+
+
+@dataclass
+class PipelineConfig:
+    """A stored pipeline, validated; ``extra`` keeps unknown top-level keys."""
+
+    name: str
+    steps: List[StepConfig]
+    extra: Dict[str, Any] = field(default_factory=dict)
+    path: Optional[Path] = None
+
+    @classmethod
+    def from_data(cls, data: Any, where: str) -> "PipelineConfig":
+        """Validate parsed YAML; :class:`ConfigError` names ``where`` and the key."""
+        if not isinstance(data, dict):
+            raise ConfigError(f"{where}: the top level must be a mapping with 'version', 'name' and 'steps'")
+        for key in data:
+            if not isinstance(key, str):
+                raise ConfigError(f"{where}: top-level key {key!r} is not a string")
+        for key in _KNOWN_KEYS:
+            if key not in data:
+                raise ConfigError(f"{where}: key {key!r} is missing")
+        version = data["version"]
+        if str(version) != FORMAT_VERSION or isinstance(version, bool):
+            raise ConfigError(f"{where}: key 'version' is {version!r}; this zgit reads version '1'")
+        name = data["name"]
+        if not isinstance(name, str) or not name.strip():
+            raise ConfigError(f"{where}: key 'name' must be a non-empty string")
+        steps_data = data["steps"]
+        if not isinstance(steps_data, dict):
+            raise ConfigError(f"{where}: key 'steps' must be a mapping of step names to steps")
+        steps = []
+        for step_name, step in steps_data.items():
+            key = f"steps.{step_name}"
+            if not isinstance(step_name, str) or not step_name:
+                raise ConfigError(f"{where}: key {key!r}: step names must be non-empty strings")
+            if not isinstance(step, dict):
+                raise ConfigError(f"{where}: key {key!r} must be a mapping with 'source' and 'args'")
+            text = step.get("source")
+            if not isinstance(text, str):
+                raise ConfigError(f"{where}: key '{key}.source' must be a source string")
+            try:
+                source = Source.parse(text)
+            except SourceError as exc:
+                raise ConfigError(f"{where}: key '{key}.source': {exc}") from exc
+            args = step.get("args", {})
+            if args is None:
+                args = {}
+            if not isinstance(args, dict) or not all(isinstance(k, str) for k in args):
+                raise ConfigError(f"{where}: key '{key}.args' must be a mapping of argument names to values")
+            steps.append(StepConfig(step_name, source, dict(args)))
+        extra = {k: v for k, v in data.items() if k not in _KNOWN_KEYS}
+        return cls(name=name, steps=steps, extra=extra)
+
+    @classmethod
+    def read(cls, path: "str | Path") -> "PipelineConfig":
+        """Read and validate a pipeline YAML file."""
+        config = cls.from_data(yamlio.read(path), str(path))
+        config.path = Path(path)
+        return config
+
+    def to_data(self) -> Dict[str, Any]:
+        data: Dict[str, Any] = {"version": FORMAT_VERSION, "name": self.name, "steps": {}}
+        for step in self.steps:
+            data["steps"][step.name] = {"source": str(step.source), "args": dict(step.args)}
+        data.update(self.extra)
+        return data
+
+
+class Pipeline:
+    """An ordered set of named steps that can be saved as YAML and built back by name."""
+
+    def __init__(self, name: str) -> None:
+        if not isinstance(name, str) or not name.strip():
+            raise ConfigError("a pipeline needs a non-empty name")
+        slugify(name)
+        self.name = name
+        self.steps: Dict[str, BaseStep] = {}
+        self.extra: Dict[str, Any] = {}
+
+    def add_step(self, name: str, step: BaseStep) -> None:
+        """Add ``step`` under ``name``; names are unique within a pipeline."""
+        if not isinstance(name, str) or not name:
+            raise ValueError("a step name must be a non-empty string")
+        if name in self.steps:
+            raise ValueError(f"pipeline {self.name!r} already has a step named {name!r}")
+        if not hasattr(step, "args"):
+            raise TypeError(f"step {name!r} must be a zgit BaseStep instance, not {type(step).__name__}")
+        self.steps[name] = step
+
+    def to_config(self, repo: Any = None) -> Dict[str, Any]:
+        """The YAML-ready mapping of this pipeline, resolving every step's source."""
+        from zgit.resolver import resolve_source
+
+        steps = [
+            StepConfig(name, resolve_source(type(step), repo=repo), dict(step.args))
+            for name, step in self.steps.items()
+        ]
+        return PipelineConfig(self.name, steps, dict(self.extra)).to_data()
+
+    def save(self, repo: Any = None) -> Path:
+        """Write ``pipelines/<slug>.yaml`` and return its absolute path.
+
+        A file at that path that belongs to another pipeline (or cannot be read) is
+        never overwritten: :class:`ConfigError` says so.
+        """
+        from zgit.repository import Repository
+
+        repository = Repository.coerce(repo)
+        data = self.to_config(repository)
+        path = repository.pipelines_dir / f"{slugify(self.name)}.yaml"
+        if path.exists():
+            try:
+                existing = PipelineConfig.read(path).name
+            except ConfigError as exc:
+                raise ConfigError(
+                    f"{path} exists and is not a readable pipeline file, so it is not overwritten: {exc}"
+                ) from exc
+            if existing != self.name:
+                raise ConfigError(
+                    f"{path} holds pipeline {existing!r}; pipeline {self.name!r} would overwrite it. "
+                    "Rename one of them."
+                )
+        repository.pipelines_dir.mkdir(parents=True, exist_ok=True)
+        yamlio.write_atomic(path, yamlio.dumps(data))
+        return path.resolve()
+
+    def run(self, data: Any = None, *, repo: Any = None, save: bool = True) -> Dict[str, Any]:
+        """Resolve and save the pipeline, then run its steps in order in this process.
+
+        Each step's ``run`` gets the previous step's output (``data`` for the first);
+        returns every step's output by step name.
+        """
+        if save:
+            self.save(repo)
+        outputs: Dict[str, Any] = {}
+        for name, step in self.steps.items():
+            data = step.run(data)
+            outputs[name] = data
+        return outputs
+
+    def __repr__(self) -> str:
+        return f"Pipeline({self.name!r}, steps={list(self.steps)})"
