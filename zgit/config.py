@@ -26,6 +26,7 @@ loader:
   strategy: checkout         # or memory              (env ZGIT_LOADER_STRATEGY)
   lock_timeout: 60           # seconds to wait for another process's checkout (env ZGIT_LOCK_TIMEOUT)
   on_version_mismatch: error # or warn                (env ZGIT_ON_VERSION_MISMATCH)
+  fsync: false               # fsync the checkout journal, for power loss (env ZGIT_FSYNC)
 """
 
 
@@ -37,6 +38,12 @@ class Config:
     strategy: str = "checkout"
     lock_timeout: float = 60.0
     on_version_mismatch: str = "error"
+    fsync: bool = False
+
+    @classmethod
+    def load_defaults(cls) -> "Config":
+        """The settings from the environment alone (outside any repository)."""
+        return cls.load(Path(os.devnull))
 
     @classmethod
     def load(cls, root: Path, environ: Optional[Mapping[str, str]] = None) -> "Config":
@@ -63,6 +70,7 @@ class Config:
             on_version_mismatch=_check_choice(
                 path, "loader.on_version_mismatch", mismatch, MISMATCH_POLICIES
             ),
+            fsync=_check_bool(path, "loader.fsync", env.get("ZGIT_FSYNC") or loader.get("fsync", False)),
         )
 
 
@@ -90,6 +98,17 @@ def _check_choice(path: Path, key: str, value: Any, choices) -> str:
     if value not in choices:
         raise ConfigError(f"{path}: key {key!r} is {value!r}; use one of {', '.join(choices)}")
     return str(value)
+
+
+def _check_bool(path: Path, key: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ConfigError(f"{path}: key {key!r} is {value!r}; use true or false")
 
 
 def _check_timeout(path: Path, value: Any) -> float:

@@ -77,6 +77,7 @@ class Repository:
             env.get("ZGIT_LOADER_STRATEGY"),
             env.get("ZGIT_LOCK_TIMEOUT"),
             env.get("ZGIT_ON_VERSION_MISMATCH"),
+            env.get("ZGIT_FSYNC"),
         )
         if key != self._config_key or self._config is None:
             self._config = Config.load(self.root)

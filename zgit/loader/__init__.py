@@ -1,0 +1,172 @@
+"""Loading sources: ``load_source`` and ``recover``.
+
+Git pins are imported under pinned names (see :mod:`zgit.loader.importer`) by one of two
+strategies: ``checkout`` (:mod:`zgit.loader.checkout`, the default) makes the module
+directory its pinned content on disk while the import runs; ``memory``
+(:mod:`zgit.loader.memory`) touches nothing.  Distribution pins import the installed
+package after checking its version; unpinned sources import the working version, with a
+warning.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import threading
+import types
+import warnings
+from typing import Any, Dict, Optional, Tuple, Union
+
+from zgit.config import Config, check_strategy
+from zgit.errors import (
+    NotARepositoryError,
+    PinNotFoundError,
+    SourceError,
+    SourceNotFoundError,
+    UnpinnedSourceWarning,
+)
+from zgit.layout import ModuleLocation, candidates
+from zgit.loader import checkout, importer, memory
+from zgit.repository import Repository, RepoLike
+from zgit.source import Source
+
+importer.install()
+
+_loaded: Dict[Tuple[Any, str], Any] = {}
+
+
+def load_source(source: Union[str, Source], *, repo: RepoLike = None, strategy: Optional[str] = None) -> Any:
+    """Return the object a source names, at its pin.
+
+    ``repo``: a :class:`Repository`, a path, or None (found from the current directory).
+    ``strategy``: ``"checkout"`` or ``"memory"`` (default: the repository's
+    ``loader.strategy``, env ``ZGIT_LOADER_STRATEGY``).  Loading the same source again
+    returns the same object.  Git-pinned objects carry ``__zgit_source__``.
+
+    Raises :class:`SourceError` (malformed), :class:`PinNotFoundError` (no such commit),
+    :class:`SourceNotFoundError` (no such module or attribute at the pin),
+    :class:`DirtyModuleError` (checkout of a dirty module directory),
+    :class:`VersionMismatchError` (distribution pins), :class:`LockTimeoutError`; an
+    exception raised by the pinned module's own code propagates as itself.
+    """
+    text = source if isinstance(source, str) else str(source)
+    try:
+        repository: Optional[Repository] = Repository.coerce(repo)
+    except NotARepositoryError:
+        if repo is not None:
+            raise
+        repository = None
+    key = (repository.root if repository is not None else None, text)
+    found = _loaded.get(key, _loaded)
+    if found is not _loaded:
+        return found
+    parsed = Source.parse(text) if isinstance(source, str) else source
+    if not isinstance(parsed, Source):
+        raise SourceError(f"a source must be a string or a zgit.Source, not {type(source).__name__}")
+    if strategy is not None:
+        check_strategy(strategy, "strategy")
+    if parsed.kind == "dist":
+        from zgit.distributions import load_distribution_source
+
+        config = repository.config if repository is not None else Config.load_defaults()
+        obj = load_distribution_source(parsed, config.on_version_mismatch)
+    elif repository is None:
+        raise NotARepositoryError(
+            f"cannot load {text}: the current directory is not inside a git repository; "
+            "pass repo= or run from the repository"
+        )
+    elif parsed.kind == "unpinned":
+        obj = _load_unpinned(parsed, repository)
+    else:
+        obj = _load_git(parsed, repository, strategy or repository.config.strategy)
+    _loaded[key] = obj
+    return obj
+
+
+def _locate(repository: Repository, source: Source) -> ModuleLocation:
+    source_root = repository.config.source_root
+    git = repository.git
+    for location in candidates(source.module, source_root):
+        if git.entry(source.sha, location.file) is not None:  # type: ignore[arg-type]
+            return location
+    if "." not in source.module:
+        raise SourceError(
+            f"{source}: module {source.module!r} sits directly in the source root, so it has no "
+            "module directory and cannot be pinned; move it into a package directory"
+        )
+    where = f"under source root {source_root!r}" if source_root else "in the repository"
+    raise SourceNotFoundError(
+        f"{source}: module {source.module!r} does not exist at commit {source.sha} {where} "
+        f"(looked for {' and '.join(c.file for c in candidates(source.module, source_root))})"
+    )
+
+
+def _ready(module: Optional[types.ModuleType]) -> bool:
+    spec = getattr(module, "__spec__", None)
+    return module is not None and not getattr(spec, "_initializing", False)
+
+
+def _load_git(source: Source, repository: Repository, strategy: str) -> Any:
+    git = repository.git
+    sha: str = source.sha  # type: ignore[assignment]
+    if not git.has_commit(sha):
+        raise PinNotFoundError(
+            f"{source}: commit {sha} is not in the repository at {repository.root}; fetch it "
+            "(git fetch --all, or clone without --depth) or re-pin the pipeline"
+        )
+    location = _locate(repository, source)
+    name = location.pinned_name(sha)
+    module = sys.modules.get(name)
+    if not _ready(module):
+        if importer.tree_for(location.package, sha) is None:
+            importer.register(importer.PinnedTree(git, location.module_dir, location.package, sha))
+        importer.import_parents(location.package, repository.source_root)
+        if strategy == "checkout":
+            config = repository.config
+            with checkout.checked_out(
+                git, location.module_dir, sha, timeout=config.lock_timeout, fsync=config.fsync
+            ):
+                module = memory.import_pinned(name)
+        else:
+            module = memory.import_pinned(name)
+    try:
+        return getattr(module, source.attribute)
+    except AttributeError:
+        raise SourceNotFoundError(
+            f"{source}: module {source.module!r} at commit {sha} has no attribute "
+            f"{source.attribute!r}; check the name, or the commit the pin names"
+        ) from None
+
+
+def _load_unpinned(source: Source, repository: Repository) -> Any:
+    warnings.warn(
+        f"source {source} is not pinned to a commit: loading the working version, which may "
+        "differ from what ran. Commit the module directory and save the pipeline again to pin it",
+        UnpinnedSourceWarning,
+        stacklevel=3,
+    )
+    module = importer.import_real(source.module, repository.source_root)
+    try:
+        return getattr(module, source.attribute)
+    except AttributeError:
+        raise SourceNotFoundError(f"{source}: module {source.module!r} has no attribute {source.attribute!r}") from None
+
+
+def recover(repo: RepoLike = None) -> list:
+    """Undo a temporary checkout left behind by a process that died.
+
+    Takes the checkout lock (waiting up to ``loader.lock_timeout``), so it never undoes a
+    live checkout.  Returns the repository paths it restored (empty when there was
+    nothing to do).  Raises :class:`RecoverError` naming files edited since the
+    checkout: those are never overwritten.
+    """
+    repository = Repository.coerce(repo)
+    with checkout.locked(repository.git, repository.config.lock_timeout) as state:
+        return checkout.recover_locked(repository.git, state)
+
+
+def forget_loaded() -> None:
+    """Forget every loaded pin (benchmarks and tests): the next load imports afresh."""
+    _loaded.clear()
+    for name in [n for n in sys.modules if "@" in n]:
+        del sys.modules[name]

@@ -1,0 +1,468 @@
+"""The checkout strategy: a module directory is its content at the pin for one import.
+
+In this order: thread lock, process lock (filelock), undo a journal left by a dead
+process, refuse a dirty module directory, write the journal, make the module directory
+exactly its content at the pin, import, restore it exactly to HEAD in a ``finally``
+(``KeyboardInterrupt`` included), drop the journal, release.
+
+Why nothing can be lost: zgit only touches a module directory that is clean, so every
+byte it replaces is in HEAD's objects, and the journal names them.  The journal is
+written (atomically, by rename) before the first byte of the work tree changes, so a
+process killed at any point leaves either an untouched tree or a journal that
+:func:`recover` follows.  Files are replaced by rename too: each is either wholly its
+HEAD content or wholly its pinned content, never half-written.  ``recover`` never
+overwrites a file that is neither: somebody edited it, and it says so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import stat
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, Iterator, List, Optional, Tuple
+
+import filelock
+
+from zgit.errors import DirtyModuleError, LockTimeoutError, RecoverError, ZgitError
+from zgit.gitrepo import MODE_EXEC, MODE_GITLINK, MODE_LINK, Entry, GitRepo
+
+JOURNAL_NAME = "journal.json"
+LOCK_NAME = "checkout.lock"
+OWNER_NAME = "checkout.owner"
+_TMP_MARK = ".zgit-tmp"
+
+_thread_locks: Dict[str, threading.RLock] = {}
+_thread_locks_guard = threading.Lock()
+_file_locks: Dict[str, filelock.FileLock] = {}
+
+
+def _fault(point: str) -> None:
+    """Test-only fault injection: ``ZGIT_TEST_KILL_AT=<point>`` kills this process there."""
+    if os.environ.get("ZGIT_TEST_KILL_AT") == point:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+# -- locking ----------------------------------------------------------------------------
+
+
+def _state_dir(git: GitRepo) -> Path:
+    path = git.git_dir / "zgit"
+    path.mkdir(exist_ok=True)
+    return path
+
+
+@contextlib.contextmanager
+def locked(git: GitRepo, timeout: float) -> Iterator[Path]:
+    """Hold this repository's thread lock and process lock; yields the state directory.
+
+    Waits at most ``timeout`` seconds for each; raises :class:`LockTimeoutError` naming
+    the lock file and the process that holds it.  Always releases, on any exception.
+    Re-entrant within a thread.
+    """
+    state = _state_dir(git)
+    key = str(git.git_dir)
+    with _thread_locks_guard:
+        thread_lock = _thread_locks.setdefault(key, threading.RLock())
+        file_lock = _file_locks.get(key)
+        if file_lock is None:
+            file_lock = _file_locks[key] = filelock.FileLock(str(state / LOCK_NAME))
+    lock_path = state / LOCK_NAME
+    if not thread_lock.acquire(timeout=timeout if timeout >= 0 else -1):
+        raise LockTimeoutError(
+            f"another thread of this process has held the checkout lock {lock_path} for more "
+            f"than {timeout:g} s; raise loader.lock_timeout (ZGIT_LOCK_TIMEOUT) or use strategy 'memory'"
+        )
+    try:
+        try:
+            file_lock.acquire(timeout=timeout, poll_interval=0.01)
+        except filelock.Timeout:
+            holder = _read_owner(state)
+            raise LockTimeoutError(
+                f"could not get the checkout lock {lock_path} within {timeout:g} s: "
+                f"{holder} holds it. If that process is stuck, stop it and run 'zgit recover'; "
+                "or raise loader.lock_timeout (ZGIT_LOCK_TIMEOUT), or load with strategy 'memory'"
+            ) from None
+        try:
+            if file_lock.lock_counter == 1:
+                (state / OWNER_NAME).write_text(f"{os.getpid()}\n")
+            yield state
+        finally:
+            file_lock.release()
+    finally:
+        thread_lock.release()
+
+
+def _read_owner(state: Path) -> str:
+    try:
+        pid = int((state / OWNER_NAME).read_text().strip())
+    except (OSError, ValueError):
+        return "another process (pid unknown)"
+    return f"process {pid}"
+
+
+# -- the journal -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Change:
+    """One path of a module directory: its HEAD entry and its pinned entry (None: absent)."""
+
+    path: str
+    original: Optional[Entry]
+    pinned: Optional[Entry]
+
+
+def _entry_json(entry: Optional[Entry]):
+    return None if entry is None else [entry.oid, entry.mode]
+
+
+def _entry_from(data) -> Optional[Entry]:
+    return None if data is None else Entry(str(data[0]), int(data[1]))
+
+
+def write_journal(state: Path, payload: dict, fsync: bool) -> Path:
+    """Write the journal by rename, so it is whole or absent; with ``fsync`` also durable
+    across power loss (the tree is clean before a checkout, so even then nothing is lost)."""
+    path = state / JOURNAL_NAME
+    tmp = state / (JOURNAL_NAME + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        os.write(fd, json.dumps(payload).encode())
+        if fsync:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    if fsync:
+        dir_fd = os.open(state, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    return path
+
+
+def _read_journal(path: Path) -> dict:
+    try:
+        payload = json.loads(path.read_text())
+        changes = [
+            Change(c["path"], _entry_from(c["original"]), _entry_from(c["pinned"]))
+            for c in payload["changes"]
+        ]
+    except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
+        raise RecoverError(
+            f"the journal {path} cannot be read ({exc}); compare the module directory with "
+            "'git status' and restore it with 'git checkout -- <dir>', then delete the journal"
+        ) from exc
+    payload["changes"] = changes
+    return payload
+
+
+# -- writing the work tree ---------------------------------------------------------------
+
+
+def _check_inside(root: Path, relpath: str) -> str:
+    """The full path of ``relpath``, refusing one whose parents leave the module directory
+    through a symlink or ``..`` (a pinned tree can hold such things; they are never followed)."""
+    parts = relpath.split("/")
+    if any(p in ("", ".", "..") for p in parts):
+        raise ZgitError(f"refusing to write {relpath!r}: not a plain path inside the repository")
+    current = str(root)
+    for part in parts[:-1]:
+        current = os.path.join(current, part)
+        try:
+            st = os.lstat(current)
+        except FileNotFoundError:
+            break
+        if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
+            raise ZgitError(
+                f"refusing to write {relpath!r}: {os.path.relpath(current, root)} is a symlink or "
+                "a file, and zgit never writes through one"
+            )
+    return os.path.join(str(root), *parts)
+
+
+def _write_entry(git: GitRepo, full: str, entry: Entry, created_dirs: List[str]) -> None:
+    parent = os.path.dirname(full)
+    if not os.path.isdir(parent):
+        missing = []
+        probe = parent
+        while not os.path.exists(probe):
+            missing.append(probe)
+            probe = os.path.dirname(probe)
+        os.makedirs(parent)
+        created_dirs.extend(reversed(missing))
+    tmp = f"{full}{_TMP_MARK}"
+    data = git.blob(entry.oid)
+    if entry.mode == MODE_LINK:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        os.symlink(os.fsdecode(data), tmp)
+    else:
+        mode = 0o755 if entry.mode == MODE_EXEC else 0o644
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
+        try:
+            view = memoryview(data)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+            os.fchmod(fd, mode & ~_umask())
+        finally:
+            os.close(fd)
+    os.replace(tmp, full)
+
+
+_UMASK: Optional[int] = None
+
+
+def _umask() -> int:
+    global _UMASK
+    if _UMASK is None:
+        current = os.umask(0)
+        os.umask(current)
+        _UMASK = current
+    return _UMASK
+
+
+def _remove(full: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(full)
+
+
+def _drop_bytecode(full: str) -> None:
+    """Remove ``__pycache__`` files of ``full`` so no interpreter runs bytecode of the other version."""
+    if not full.endswith(".py"):
+        return
+    cache = os.path.join(os.path.dirname(full), "__pycache__")
+    stem = os.path.basename(full)[:-3] + "."
+    try:
+        names = os.listdir(cache)
+    except OSError:
+        return
+    for name in names:
+        if name.startswith(stem) and name.endswith(".pyc"):
+            _remove(os.path.join(cache, name))
+
+
+def _prune_empty(root: Path, relpath: str, stop: str) -> None:
+    """Remove directories left empty above ``relpath`` (up to, not including, ``stop``)."""
+    current = os.path.dirname(os.path.join(str(root), relpath))
+    limit = os.path.join(str(root), stop) if stop else str(root)
+    while current.startswith(limit + os.sep):
+        try:
+            os.rmdir(current)
+        except OSError:
+            return
+        current = os.path.dirname(current)
+
+
+def apply(git: GitRepo, changes: List[Change], to_pinned: bool, module_dir: str) -> List[str]:
+    """Make every changed path its pinned (or original) entry; returns directories created.
+
+    A path already in the target state is left alone, so applying twice is harmless and
+    an interrupted apply can be finished or undone from the journal.
+    """
+    created: List[str] = []
+    # Removals first (deepest first), so a file can take the place of a removed directory.
+    ordered = sorted(
+        changes,
+        key=lambda c: (0, -c.path.count("/")) if (c.pinned if to_pinned else c.original) is None else (1, 0),
+    )
+    for index, change in enumerate(ordered):
+        if not to_pinned and index == len(ordered) // 2:
+            _fault("mid-restore")
+        target = change.pinned if to_pinned else change.original
+        full = _check_inside(git.root, change.path)
+        if git.file_matches(change.path, target):
+            continue
+        if target is None:
+            _remove(full)
+            _prune_empty(git.root, change.path, module_dir)
+        elif target.mode == MODE_GITLINK:
+            raise ZgitError(
+                f"{change.path} is a git submodule inside module directory {module_dir!r}; "
+                "zgit cannot check submodules out: make it a regular directory or move it out"
+            )
+        else:
+            _write_entry(git, full, target, created)
+        _drop_bytecode(full)
+    return created
+
+
+def undo(git: GitRepo, journal: dict) -> List[str]:
+    """Bring every journaled path back to its original entry; returns the paths restored.
+
+    Refuses (:class:`RecoverError`, naming the files) when a path is neither its pinned
+    nor its original content: it was edited after the checkout, and is not overwritten.
+    """
+    changes: List[Change] = journal["changes"]
+    module_dir: str = journal.get("module_dir", "")
+    edited = [
+        c.path
+        for c in changes
+        if not git.file_matches(c.path, c.original) and not git.file_matches(c.path, c.pinned)
+    ]
+    if edited:
+        raise RecoverError(
+            "these files were changed after zgit checked out a pin and are not overwritten: "
+            + ", ".join(edited)
+            + f". Keep or discard your edits (git checkout -- <file> restores HEAD), then run "
+            "'zgit recover' again",
+            edited,
+        )
+    restored = [c.path for c in changes if not git.file_matches(c.path, c.original)]
+    for change in changes:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(str(git.root), *change.path.split("/")) + _TMP_MARK)
+    apply(git, changes, to_pinned=False, module_dir=module_dir)
+    for directory in sorted(journal.get("created_dirs", []), key=len, reverse=True):
+        full = os.path.join(str(git.root), *directory.split("/"))
+        with contextlib.suppress(OSError):
+            cache = os.path.join(full, "__pycache__")
+            if os.path.isdir(cache):
+                for name in os.listdir(cache):
+                    if name.endswith(".pyc"):
+                        os.unlink(os.path.join(cache, name))
+                os.rmdir(cache)
+        with contextlib.suppress(OSError):
+            os.rmdir(full)
+    return restored
+
+
+def recover_locked(git: GitRepo, state: Path) -> List[str]:
+    """Undo the journal in ``state`` (the caller holds the lock); returns restored paths."""
+    path = state / JOURNAL_NAME
+    if not path.exists():
+        return []
+    journal = _read_journal(path)
+    restored = undo(git, journal)
+    os.unlink(path)
+    return restored
+
+
+# -- the checkout ------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _interrupts_deferred() -> Iterator[None]:
+    """Hold SIGINT (main thread only) until the block ends, so that Ctrl-C cannot split a
+    write or a restore in two; the interrupt is raised right after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: List[Tuple[int, object]] = []
+    try:
+        previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append((signum, frame)))
+    except ValueError:
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if received and callable(previous):
+            previous(*received[0])  # type: ignore[operator]
+        elif received:
+            raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def checked_out(
+    git: GitRepo, module_dir: str, sha: str, *, timeout: float, fsync: bool = False
+) -> Iterator[None]:
+    """Make ``module_dir`` exactly its content at ``sha`` for the duration of the block.
+
+    Raises :class:`DirtyModuleError` (``.paths``) when the directory differs from HEAD,
+    :class:`LockTimeoutError` when another process holds the lock too long, and
+    :class:`ZgitError` when the directory cannot be written (the tree is then restored).
+    The directory is restored exactly to HEAD when the block ends, whatever ends it.
+    """
+    with locked(git, timeout) as state:
+        recover_locked(git, state)
+        dirty = git.dirty_paths(module_dir)
+        if dirty:
+            raise DirtyModuleError(
+                f"module directory {module_dir!r} has changes that are not committed: "
+                f"{', '.join(dirty)}. Commit or stash them, or load with strategy='memory', "
+                "which does not touch the work tree",
+                dirty,
+            )
+        head = git.head_sha()
+        original = (git.entries(head, module_dir) or {}) if head else {}
+        pinned = git.entries(sha, module_dir) or {}
+        changes = [
+            Change(path, original.get(path), pinned.get(path))
+            for path in sorted(original.keys() | pinned.keys())
+            if original.get(path) != pinned.get(path)
+        ]
+        if not changes:
+            yield
+            return
+        payload = {
+            "version": 1,
+            "pid": os.getpid(),
+            "created": time.time(),
+            "module_dir": module_dir,
+            "sha": sha,
+            "head": head,
+            "changes": [
+                {"path": c.path, "original": _entry_json(c.original), "pinned": _entry_json(c.pinned)}
+                for c in changes
+            ],
+            "created_dirs": [],
+        }
+        journal_path = write_journal(state, payload, fsync)
+        _fault("journal-written")
+        try:
+            with _interrupts_deferred():
+                created = _apply_noting_dirs(git, changes, module_dir, state, payload, fsync)
+            _fault("after-materialize")
+            yield
+            _fault("after-import")
+        finally:
+            with _interrupts_deferred():
+                try:
+                    undo(git, _read_journal(journal_path))
+                except OSError as exc:
+                    raise ZgitError(
+                        f"could not put module directory {module_dir!r} back to HEAD: "
+                        f"{exc.strerror or exc}. Fix the cause (disk space, permissions) and run "
+                        "'zgit recover'; the journal in .git/zgit/ knows what to restore"
+                    ) from exc
+                os.unlink(journal_path)
+
+
+def _apply_noting_dirs(git, changes, module_dir, state, payload, fsync) -> List[str]:
+    """Materialize the pin; directories it must create are journaled before they exist."""
+    root = str(git.root)
+    needed: List[str] = []
+    for change in changes:
+        if change.pinned is None:
+            continue
+        parts = change.path.split("/")[:-1]
+        for i in range(1, len(parts) + 1):
+            rel = "/".join(parts[:i])
+            if rel not in needed and not os.path.lexists(os.path.join(root, *parts[:i])):
+                needed.append(rel)
+    if needed:
+        payload["created_dirs"] = needed
+        write_journal(state, payload, fsync)
+    try:
+        half = len(changes) // 2
+        for index, change in enumerate(changes):
+            if index == half:
+                _fault("mid-materialize")
+            apply(git, [change], to_pinned=True, module_dir=module_dir)
+    except OSError as exc:
+        raise ZgitError(
+            f"cannot write {getattr(exc, 'filename', None) or module_dir}: {exc.strerror or exc}. "
+            "The module directory has been put back as it was; free disk space or fix the "
+            "permissions, or load with strategy='memory', which writes nothing"
+        ) from exc
+    return needed

@@ -1,0 +1,178 @@
+"""``resolve_source``: from a class (or function) to the :class:`Source` that pins it."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import site
+import sys
+import sysconfig
+import warnings
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Optional, Tuple
+
+from zgit.errors import NotARepositoryError, SourceError, UnpinnedSourceWarning
+from zgit.layout import location_of_file, split_pinned_name
+from zgit.repository import Repository, RepoLike
+from zgit.source import Source
+
+
+def resolve_source(obj: Any, *, repo: RepoLike = None) -> Source:
+    """The source that pins ``obj`` (a class, a function, or a dotted ``"module.Attr"``).
+
+    Inside the repository's source root: a git pin at HEAD when the module directory is
+    clean.  From an installed distribution outside it: ``@<dist>_<version>``.  Otherwise
+    the unpinned source, with an :class:`UnpinnedSourceWarning` that says why and what to
+    do (it names the dirty files).  A pinned object resolves to its own pin.  Raises
+    :class:`SourceError` for objects that cannot be imported by name (nested or local).
+    """
+    if isinstance(obj, str):
+        obj = _import_dotted(obj)
+    own = _own_source(obj)
+    if own is not None:
+        return Source.parse(own)
+    module_name = getattr(obj, "__module__", None)
+    qualname = getattr(obj, "__qualname__", None) or getattr(obj, "__name__", None)
+    if not isinstance(module_name, str) or not isinstance(qualname, str):
+        raise SourceError(f"{obj!r} has no __module__ and __qualname__: pass a class or a function")
+    if not qualname.isidentifier():
+        raise SourceError(
+            f"{module_name}.{qualname} cannot be imported by name (it is nested or local); "
+            "define it at the top level of a module to pin it"
+        )
+    pinned = split_pinned_name(module_name)
+    if pinned is not None:
+        package, sha, rest = pinned
+        return Source(package + rest, qualname, sha)
+
+    module = sys.modules.get(module_name)
+    file = getattr(module, "__file__", None)
+    if file is None:
+        return _unpinned(module_name, qualname, "its module has no file (built in, or created at run time)")
+    real = os.path.realpath(file)
+
+    if not _in_site_packages(real):
+        repository = _repository(repo, real)
+        if repository is not None:
+            source_root = repository.source_root
+            if _is_within(real, str(source_root)):
+                return _resolve_in_repository(repository, real, module_name, qualname)
+            if _is_within(real, str(repository.root)):
+                return _unpinned(
+                    module_name, qualname,
+                    f"{real} is in the repository but outside its source root {source_root}",
+                )
+    from zgit.distributions import distribution_pin
+
+    dist = distribution_pin(module_name, real)
+    if dist is not None:
+        name, version = dist
+        return Source(module_name, qualname, f"{name}_{version}")
+    if _in_stdlib(real):
+        why = "it is from the Python standard library"
+    else:
+        why = f"{real} is neither in the repository nor in an installed distribution"
+    return _unpinned(module_name, qualname, why)
+
+
+def _resolve_in_repository(repository: Repository, real: str, module_name: str, qualname: str) -> Source:
+    git = repository.git
+    rel = Path(os.path.relpath(real, git.root)).as_posix()
+    source_root = repository.config.source_root
+    location = location_of_file(rel, source_root)
+    if location is None:
+        return _unpinned(module_name, qualname, f"{rel} is not an importable Python module path")
+    if location.module_dir == source_root:
+        return _unpinned(
+            location.module, qualname,
+            f"{rel} sits directly in the source root, so it has no module directory of its own; "
+            "move it into a package directory (e.g. steps/) to pin it",
+        )
+    head = git.head_sha()
+    if head is None:
+        return _unpinned(location.module, qualname, "the repository has no commit yet; commit the code first")
+    dirty = git.dirty_paths(location.module_dir)
+    if dirty:
+        shown = ", ".join(dirty[:10]) + (f" and {len(dirty) - 10} more" if len(dirty) > 10 else "")
+        return _unpinned(
+            location.module, qualname,
+            f"module directory {location.module_dir}/ has uncommitted changes: {shown}; commit them "
+            "(git add + git commit) and save again",
+        )
+    if git.entry(head, location.file) is None:
+        return _unpinned(
+            location.module, qualname,
+            f"{rel} is not committed (is it ignored by git?); commit it and save again",
+        )
+    return Source(location.module, qualname, head)
+
+
+def _own_source(obj: Any) -> Optional[str]:
+    try:
+        own = vars(obj).get("__zgit_source__")
+    except TypeError:
+        return None
+    return own if isinstance(own, str) else None
+
+
+def _unpinned(module: str, attribute: str, why: str) -> Source:
+    source = Source(module, attribute)
+    warnings.warn(f"{source} is left unpinned: {why}", UnpinnedSourceWarning, stacklevel=3)
+    return source
+
+
+def _repository(repo: RepoLike, file: str) -> Optional[Repository]:
+    if repo is not None:
+        return Repository.coerce(repo)
+    try:
+        return Repository.coerce(None)
+    except NotARepositoryError:
+        return None
+
+
+def _is_within(path: str, directory: str) -> bool:
+    directory = os.path.realpath(directory)
+    return path == directory or path.startswith(directory.rstrip(os.sep) + os.sep)
+
+
+@lru_cache(maxsize=1)
+def _site_dirs() -> Tuple[str, ...]:
+    dirs = set()
+    for key in ("purelib", "platlib"):
+        with_value = sysconfig.get_paths().get(key)
+        if with_value:
+            dirs.add(os.path.realpath(with_value))
+    for getter in (getattr(site, "getsitepackages", None), getattr(site, "getusersitepackages", None)):
+        if getter is None:
+            continue
+        try:
+            found = getter()
+        except Exception:  # site may be stubbed in embedded interpreters
+            continue
+        for item in [found] if isinstance(found, str) else found:
+            dirs.add(os.path.realpath(item))
+    return tuple(sorted(dirs))
+
+
+def _in_site_packages(path: str) -> bool:
+    parts = path.split(os.sep)
+    return "site-packages" in parts or "dist-packages" in parts or any(_is_within(path, d) for d in _site_dirs())
+
+
+def _in_stdlib(path: str) -> bool:
+    stdlib = sysconfig.get_paths().get("stdlib")
+    return bool(stdlib) and _is_within(path, stdlib)
+
+
+def _import_dotted(text: str) -> Any:
+    module_name, dot, attribute = text.rpartition(".")
+    if not dot or not module_name:
+        raise SourceError(f"{text!r} is not 'module.Attribute'")
+    if "@" in text:
+        raise SourceError(f"{text!r} already carries a pin; resolve_source takes an object or 'module.Attr'")
+    module = importlib.import_module(module_name)
+    try:
+        return getattr(module, attribute)
+    except AttributeError:
+        raise SourceError(f"module {module_name!r} has no attribute {attribute!r}") from None
