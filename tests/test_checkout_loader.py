@@ -178,15 +178,18 @@ def test_stale_bytecode_is_never_run(repo):
     shas = build_history(repo, 2)
     path = repo.path / MODULE_DIR / "helper.py"
     # Same size at both versions, so only the mtime second could tell them apart.
-    assert len(f"HELPER_VERSION = 0\n") == len(f"HELPER_VERSION = 1\n")
-    subprocess.run([sys.executable, "-c", "import trainers.my_awesome_trainer.helper"], cwd=repo.path, check=True)
-    st = path.stat()
+    assert len("HELPER_VERSION = 0\n") == len("HELPER_VERSION = 1\n")
+    os.utime(path)  # HEAD's file dated this second, then its bytecode written
+    import py_compile
+
+    pyc = py_compile.compile(str(path), invalidation_mode=py_compile.PycInvalidationMode.TIMESTAMP)
+    assert os.path.exists(pyc)
     cls = load_source(f"{SOURCE}@{shas[0]}", strategy="checkout")
     assert cls().version() == (0, 0)
-    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     out = subprocess.run([sys.executable, "-c",
                           "import trainers.my_awesome_trainer.helper as h; print(h.HELPER_VERSION)"],
-                         cwd=repo.path, capture_output=True, text=True, check=True)
+                         cwd=repo.path, capture_output=True, text=True, check=True, env=env)
     assert out.stdout.strip() == "1"
 
 
