@@ -70,6 +70,11 @@ class GitRepo:
         self.git_dir = Path(os.path.realpath(self._repo.path))
         self._lock = threading.RLock()
         self._tree_cache: Dict[str, Entries] = {}
+        self._commit_trees: Dict[str, pygit2.Tree] = {}
+        # Blobs are immutable: keep recently read ones (bounded), since loads of nearby
+        # pins share most files and libgit2 does not cache blobs.
+        self._blobs: Dict[str, bytes] = {}
+        self._blob_bytes = 0
 
     # -- commits -------------------------------------------------------------------------
 
@@ -98,6 +103,8 @@ class GitRepo:
             return str(commit.id)
 
     def has_commit(self, sha: str) -> bool:
+        if sha in self._commit_trees:
+            return True
         with self._lock:
             try:
                 obj = self._repo.get(sha)
@@ -106,6 +113,9 @@ class GitRepo:
             return isinstance(obj, pygit2.Commit)
 
     def _commit_tree(self, sha: str) -> pygit2.Tree:
+        tree = self._commit_trees.get(sha)
+        if tree is not None:
+            return tree
         try:
             obj = self._repo.get(sha)
         except (ValueError, pygit2.GitError):
@@ -115,7 +125,10 @@ class GitRepo:
                 f"commit {sha} is not in the repository at {self.root}: fetch the history that "
                 "has it (git fetch --all, or clone without --depth), or re-pin the pipeline"
             )
-        return obj.tree
+        if len(self._commit_trees) > 4096:
+            self._commit_trees.clear()
+        tree = self._commit_trees[sha] = obj.tree
+        return tree
 
     # -- trees ---------------------------------------------------------------------------
 
@@ -159,7 +172,7 @@ class GitRepo:
             return cached
         with self._lock:
             out: Entries = {}
-            self._walk(self._repo[tree_oid], prefix, out)
+            self._walk(self._repo[pygit2.Oid(hex=tree_oid)], prefix, out)
         if len(self._tree_cache) > 4096:
             self._tree_cache.clear()
         self._tree_cache[key] = out
@@ -173,10 +186,22 @@ class GitRepo:
             else:
                 out[path] = Entry(str(item.id), int(item.filemode))
 
+    _BLOB_CACHE_BYTES = 32 * 1024 * 1024
+
     def blob(self, oid: str) -> bytes:
         """The bytes of blob ``oid``."""
+        data = self._blobs.get(oid)
+        if data is not None:
+            return data
         with self._lock:
-            return self._repo[oid].data
+            data = self._repo.odb.read(pygit2.Oid(hex=oid))[1]
+            if len(data) <= self._BLOB_CACHE_BYTES // 64:
+                if self._blob_bytes + len(data) > self._BLOB_CACHE_BYTES:
+                    self._blobs.clear()
+                    self._blob_bytes = 0
+                self._blobs[oid] = data
+                self._blob_bytes += len(data)
+        return data
 
     def read(self, sha: str, path: str) -> Optional[bytes]:
         """The bytes of file ``path`` at commit ``sha``, or None when there is none."""

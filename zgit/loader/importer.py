@@ -19,6 +19,7 @@ disk; :mod:`linecache` is fed the pinned lines so tracebacks and :mod:`inspect` 
 from __future__ import annotations
 
 import builtins
+import functools
 import importlib
 import importlib.abc
 import importlib.machinery
@@ -293,9 +294,9 @@ class PinnedLoader(importlib.abc.InspectLoader):
     def exec_module(self, module: types.ModuleType) -> None:
         code = self.get_code(self.name)
         if not self._namespace:
-            text = importlib.util.decode_source(self.tree.read(self.repo_path))
-            lines = text.splitlines(keepends=True)
-            linecache.cache[self.path] = (len(text), None, lines, self.path)
+            # A lazy entry: linecache calls it when a traceback or inspect needs the lines,
+            # and never checks it against the disk (where another version may live).
+            linecache.cache[self.path] = (functools.partial(self.get_source, self.name),)
         module.__dict__["__builtins__"] = self.tree.builtins
         exec(code, module.__dict__)
         _tag(module, self.tree)
