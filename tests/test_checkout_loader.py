@@ -288,3 +288,20 @@ def test_works_whatever_cwd_and_sys_path(repo, tmp_path, monkeypatch):
     assert str(repo.path) not in sys.path
     cls = load_source(f"{SOURCE}@{shas[0]}", repo=repo.path, strategy="checkout")
     assert cls().version() == (0, 0)
+
+
+def test_pinned_module_loading_another_pin_while_it_imports(repo, strategy):
+    shas = build_history(repo, 2)
+    repo.write("pipes/__init__.py", "")
+    repo.write("pipes/build.py", textwrap.dedent(f"""\
+        import zgit
+        TRAINER = zgit.load_source("{SOURCE}@{shas[0]}")
+        class Build:
+            pass
+        """))
+    pin = repo.commit()
+    repo.write("pipes/build.py", "class Build:\n    pass\n")
+    repo.commit()
+    with _unchanged(repo):
+        build = load_source(f"pipes.build.Build@{pin}", strategy=strategy)
+    assert sys.modules[build.__module__].TRAINER.VERSION == 0

@@ -40,6 +40,7 @@ _TMP_MARK = ".zgit-tmp"
 _thread_locks: Dict[str, threading.RLock] = {}
 _thread_locks_guard = threading.Lock()
 _file_locks: Dict[str, filelock.FileLock] = {}
+_active = threading.local()
 
 
 def _fault(point: str) -> None:
@@ -409,6 +410,11 @@ def checked_out(
     :class:`ZgitError` when the directory cannot be written (the tree is then restored).
     The directory is restored exactly to HEAD when the block ends, whatever ends it.
     """
+    if getattr(_active, "depth", 0):
+        # A pinned module loading another pin while it imports: the outer checkout owns
+        # the journal, and the import is served from the object database either way.
+        yield
+        return
     with locked(git, timeout) as state:
         recover_locked(git, state)
         dirty = git.dirty_paths(module_dir)
@@ -445,16 +451,18 @@ def checked_out(
         }
         journal_path = write_journal(state, payload, fsync)
         _fault("journal-written")
+        _active.depth = 1
         try:
             with _interrupts_deferred():
-                created = _apply_noting_dirs(git, changes, module_dir, state, payload, fsync)
+                _apply_noting_dirs(git, changes, module_dir, state, payload, fsync)
             _fault("after-materialize")
             yield
             _fault("after-import")
         finally:
+            _active.depth = 0
             with _interrupts_deferred():
                 try:
-                    undo(git, _read_journal(journal_path))
+                    undo(git, dict(payload, changes=changes))
                 except OSError as exc:
                     raise ZgitError(
                         f"could not put module directory {module_dir!r} back to HEAD: "
