@@ -156,3 +156,30 @@ def test_clean_check_reads_only_the_module_directory(repo):
     assert git.dirty_paths("trainers/my_awesome_trainer") == []
     repo.write("trainers/my_awesome_trainer/x.py", "")
     assert git.dirty_paths("trainers/my_awesome_trainer") == ["trainers/my_awesome_trainer/x.py"]
+
+
+def test_resolve_waits_for_another_process_checkout(repo):
+    """A pin check during another process's checkout sees HEAD, not the pinned files."""
+    import signal
+    import time
+
+    shas = build_history(repo, 2)
+    cls = _import_trainer(repo)
+    repo.write("trainers/my_awesome_trainer/slow.py", "import time\nopen('started', 'w').close()\ntime.sleep(2)\nclass S: pass\n")
+    pin = repo.commit()
+    repo.remove("trainers/my_awesome_trainer/slow.py")
+    head = repo.commit()
+    loader = subprocess.Popen([sys.executable, "-c", f"import zgit; zgit.load_source('trainers.my_awesome_trainer.slow.S@{pin}')"],
+                              cwd=repo.path)
+    try:
+        deadline = time.time() + 30
+        while not (repo.path / "started").exists():
+            assert loader.poll() is None and time.time() < deadline
+            time.sleep(0.01)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert resolve_source(cls).sha == head
+    finally:
+        assert loader.wait(timeout=60) == 0
+    (repo.path / "started").unlink()
+    assert repo.status() == ""

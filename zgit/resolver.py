@@ -14,6 +14,7 @@ from typing import Any, Optional, Tuple
 
 from zgit.errors import NotARepositoryError, SourceError, UnpinnedSourceWarning
 from zgit.layout import location_of_file, split_pinned_name
+from zgit.loader.checkout import JOURNAL_NAME, locked, recover_locked
 from zgit.repository import Repository, RepoLike
 from zgit.source import Source
 
@@ -93,6 +94,12 @@ def _resolve_in_repository(repository: Repository, real: str, module_name: str, 
     if head is None:
         return _unpinned(location.module, qualname, "the repository has no commit yet; commit the code first")
     dirty = git.dirty_paths(location.module_dir)
+    if dirty and (repository.state_dir / JOURNAL_NAME).exists():
+        # Another process may have this directory checked out at a pin right now (or
+        # died doing so): wait for its checkout to end, undo a dead one, and look again.
+        with locked(git, repository.config.lock_timeout) as state:
+            recover_locked(git, state)
+            dirty = git.dirty_paths(location.module_dir)
     if dirty:
         shown = ", ".join(dirty[:10]) + (f" and {len(dirty) - 10} more" if len(dirty) > 10 else "")
         return _unpinned(
