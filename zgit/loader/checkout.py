@@ -30,7 +30,7 @@ from typing import Dict, Iterator, List, Optional, Tuple
 import filelock
 
 from zgit.errors import DirtyModuleError, LockTimeoutError, RecoverError, ZgitError
-from zgit.gitrepo import MODE_EXEC, MODE_GITLINK, MODE_LINK, Entry, GitRepo
+from zgit.gitrepo import MODE_EXEC, MODE_GITLINK, MODE_LINK, Entry, GitRepo, is_bytecode_cache
 
 JOURNAL_NAME = "journal.json"
 LOCK_NAME = "checkout.lock"
@@ -91,7 +91,8 @@ def locked(git: GitRepo, timeout: float) -> Iterator[Path]:
             ) from None
         try:
             if file_lock.lock_counter == 1:
-                _write_owner(state)
+                with contextlib.suppress(OSError):  # only informs error messages (disk full)
+                    _write_owner(state)
             yield state
         finally:
             file_lock.release()
@@ -143,7 +144,11 @@ def write_journal(state: Path, payload: dict, fsync: bool) -> Path:
     tmp = state / (JOURNAL_NAME + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
-        os.write(fd, json.dumps(payload).encode())
+        # A full disk or a file-size limit can make a write short without an error: loop,
+        # so that the next write raises instead of a truncated journal being renamed in.
+        view = memoryview(json.dumps(payload).encode())
+        while view:
+            view = view[os.write(fd, view):]
         if fsync:
             os.fsync(fd)
     finally:
@@ -156,6 +161,21 @@ def write_journal(state: Path, payload: dict, fsync: bool) -> Path:
         finally:
             os.close(dir_fd)
     return path
+
+
+def _write_journal_or_explain(state: Path, payload: dict, fsync: bool) -> Path:
+    """:func:`write_journal`, with a :class:`ZgitError` when it cannot be written (the
+    work tree has not been touched yet then)."""
+    try:
+        return write_journal(state, payload, fsync)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(state / (JOURNAL_NAME + ".tmp"))
+        raise ZgitError(
+            f"cannot write the checkout journal in {state}: {exc.strerror or exc}. Nothing in "
+            "the work tree was changed; free disk space or fix the permissions of .git/zgit, "
+            "or load with strategy='memory', which writes nothing"
+        ) from exc
 
 
 def _read_journal(path: Path) -> dict:
@@ -279,6 +299,14 @@ def _prune_empty(root: Path, relpath: str, stop: str) -> None:
         current = os.path.dirname(current)
 
 
+def _ordered(changes: List[Change], to_pinned: bool) -> List[Change]:
+    """Removals first (deepest first), so a file can take the place of a removed directory."""
+    return sorted(
+        changes,
+        key=lambda c: (0, -c.path.count("/")) if (c.pinned if to_pinned else c.original) is None else (1, 0),
+    )
+
+
 def apply(
     git: GitRepo, changes: List[Change], to_pinned: bool, module_dir: str, known_clean: bool = False
 ) -> List[Change]:
@@ -290,11 +318,7 @@ def apply(
     """
     done: List[Change] = []
     created: List[str] = []
-    # Removals first (deepest first), so a file can take the place of a removed directory.
-    ordered = sorted(
-        changes,
-        key=lambda c: (0, -c.path.count("/")) if (c.pinned if to_pinned else c.original) is None else (1, 0),
-    )
+    ordered = _ordered(changes, to_pinned)
     for index, change in enumerate(ordered):
         if not to_pinned and index == len(ordered) // 2:
             _fault("mid-restore")
@@ -330,7 +354,7 @@ def undo(git: GitRepo, journal: dict) -> List[str]:
     edited: List[str] = []
     for change in changes:
         full = os.path.join(root, *change.path.split("/"))
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(FileNotFoundError, NotADirectoryError):
             os.unlink(full + _TMP_MARK)
         if git.file_matches(change.path, change.original):
             continue
@@ -348,6 +372,12 @@ def undo(git: GitRepo, journal: dict) -> List[str]:
             edited,
         )
     apply(git, to_restore, to_pinned=False, module_dir=module_dir, known_clean=True)
+    perms = journal.get("perms") or {}
+    for change in to_restore:
+        mode = perms.get(change.path)
+        full = os.path.join(root, *change.path.split("/"))
+        if mode is not None and stat.S_ISREG(os.lstat(full).st_mode):
+            os.chmod(full, mode)
     for directory in sorted(journal.get("created_dirs", []), key=len, reverse=True):
         full = os.path.join(root, *directory.split("/"))
         with contextlib.suppress(OSError):
@@ -436,6 +466,7 @@ def checked_out(
         if not changes:
             yield
             return
+        _refuse_what_git_does_not_hold(git, module_dir, changes)
         payload = {
             "version": 1,
             "pid": os.getpid(),
@@ -448,8 +479,9 @@ def checked_out(
                 for c in changes
             ],
             "created_dirs": [],
+            "perms": _own_permissions(git, changes),
         }
-        journal_path = write_journal(state, payload, fsync)
+        journal_path = _write_journal_or_explain(state, payload, fsync)
         _fault("journal-written")
         _active.depth = 1
         try:
@@ -472,6 +504,63 @@ def checked_out(
                 os.unlink(journal_path)
 
 
+def _refuse_what_git_does_not_hold(git: GitRepo, module_dir: str, changes: List[Change]) -> None:
+    """Refuse, before anything is written, a checkout that could lose what git does not
+    hold: a submodule (zgit cannot check one out), or a file git ignores (or a directory)
+    where the pin has a file or needs a directory; it is the user's, and neither writing
+    the pin over it nor restoring HEAD (which has nothing there) may destroy it."""
+    gitlinks = [
+        c.path for c in changes if any(e is not None and e.is_gitlink for e in (c.original, c.pinned))
+    ]
+    if gitlinks:
+        raise ZgitError(
+            f"{', '.join(gitlinks)}: a git submodule inside module directory {module_dir!r} differs "
+            "between the pin and HEAD, and zgit cannot check submodules out; make it a regular "
+            "directory or move it out of the module directory"
+        )
+    root = str(git.root)
+    at_head = {c.path for c in changes if c.original is not None}
+    in_the_way: List[str] = []
+    for change in changes:
+        if change.original is not None or change.pinned is None or is_bytecode_cache(change.path):
+            continue
+        parts = change.path.split("/")
+        for i in range(len(module_dir.split("/")) if module_dir else 0, len(parts)):
+            rel = "/".join(parts[: i + 1])
+            full = os.path.join(root, *parts[: i + 1])
+            if not os.path.lexists(full):
+                break
+            last = i == len(parts) - 1
+            if rel not in at_head and (last or os.path.islink(full) or not os.path.isdir(full)):
+                if rel not in in_the_way:
+                    in_the_way.append(rel)
+                break
+    if in_the_way:
+        raise DirtyModuleError(
+            f"files that git ignores are where the pin of {module_dir!r} has files: "
+            f"{', '.join(in_the_way)}; the checkout would overwrite them. Move them away, or "
+            "load with strategy='memory', which does not touch the work tree",
+            in_the_way,
+        )
+
+
+def _own_permissions(git: GitRepo, changes: List[Change]) -> Dict[str, int]:
+    """Permission bits of HEAD's files that differ from what a checkout writes (a file the
+    user made private, say), so that the restore gives them back."""
+    out: Dict[str, int] = {}
+    for change in changes:
+        if change.original is None or change.original.mode not in (MODE_EXEC, 0o100644):
+            continue
+        try:
+            st = os.lstat(os.path.join(str(git.root), *change.path.split("/")))
+        except OSError:
+            continue
+        default = (0o755 if change.original.mode == MODE_EXEC else 0o644) & ~_umask()
+        if stat.S_ISREG(st.st_mode) and stat.S_IMODE(st.st_mode) != default:
+            out[change.path] = stat.S_IMODE(st.st_mode)
+    return out
+
+
 def _apply_noting_dirs(git, changes, module_dir, state, payload, fsync) -> List[str]:
     """Materialize the pin; directories it must create are journaled before they exist."""
     root = str(git.root)
@@ -486,16 +575,20 @@ def _apply_noting_dirs(git, changes, module_dir, state, payload, fsync) -> List[
                 needed.append(rel)
     if needed:
         payload["created_dirs"] = needed
-        write_journal(state, payload, fsync)
+        _write_journal_or_explain(state, payload, fsync)
+    half = len(changes) // 2
+    change = None
     try:
-        half = len(changes) // 2
-        for index, change in enumerate(changes):
+        # Removals first (deepest first), as apply() orders them: a directory at HEAD that
+        # is a file or symlink at the pin must be gone before the file takes its place.
+        for index, change in enumerate(_ordered(changes, to_pinned=True)):
             if index == half:
                 _fault("mid-materialize")
             apply(git, [change], to_pinned=True, module_dir=module_dir, known_clean=True)
     except OSError as exc:
+        where = change.path if change is not None else module_dir
         raise ZgitError(
-            f"cannot write {getattr(exc, 'filename', None) or module_dir}: {exc.strerror or exc}. "
+            f"cannot write {where}: {exc.strerror or exc}. "
             "The module directory has been put back as it was; free disk space or fix the "
             "permissions, or load with strategy='memory', which writes nothing"
         ) from exc
