@@ -267,6 +267,22 @@ class GitRepo:
     def _pruned_dir(self, relpath: str) -> bool:
         return self.is_ignored(relpath + "/")
 
+    # -- read-only helpers for the command line (zgit/cli.py) ----------------------------
+
+    def expand_commit(self, rev: str) -> str:
+        """Like :meth:`resolve_commit`, but says so when a short sha is ambiguous."""
+        with self._lock:
+            try:
+                self._repo.revparse_single(rev)
+            except pygit2.AmbiguousError as exc:
+                raise PinNotFoundError(
+                    f"{rev!r} is ambiguous in the repository at {self.root}: more than one "
+                    "object id starts with it; give more hex digits"
+                ) from exc
+            except (KeyError, ValueError, pygit2.GitError):
+                pass
+        return self.resolve_commit(rev)
+
 
 def _matches(full: str, st: os.stat_result, entry: Entry) -> bool:
     if stat.S_ISLNK(st.st_mode):
