@@ -12,6 +12,7 @@ pipelines that share a few pins costs little more than reading their YAML.
 from __future__ import annotations
 
 import ast
+import gc
 import json
 import os
 import stat
@@ -19,8 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, FrozenSet, Iterable, List, Optional, Sequence, Tuple, Union
 
+import yaml
+
 from zgit import yamlio
 from zgit.errors import ConfigError, NotARepositoryError, SourceError, ZgitError
+from zgit.pipeline import PipelineConfig
 from zgit.layout import ModuleLocation, candidates, location_of_file
 from zgit.source import Source
 
@@ -598,6 +602,27 @@ class _Auditor:
         return report
 
     def _audit_data(self, data: Any, checker: Optional[_RepoChecker], shown: str, report: FileReport) -> None:
+        # The loader's own validation is the last word, and the fast path: a file it
+        # accepts needs no second look at its shape.
+        try:
+            config = PipelineConfig.from_data(data, shown)
+        except ConfigError as exc:
+            loader_error: Optional[str] = str(exc)
+        else:
+            report.pipeline = config.name
+            steps = data["steps"]
+            for step in config.steps:
+                text = steps[step.name]["source"]
+                report.steps.append(StepReport(step.name, text, list(self.check_source(text, checker))))
+            return
+        self._audit_shape(data, checker, shown, report)
+        if not report.findings and not any(f.code == "bad-source" for s in report.steps for f in s.findings):
+            # Never call a file fine that get_pipeline_by_name would refuse.
+            report.findings.append(Finding("bad-schema", loader_error))
+
+    def _audit_shape(self, data: Any, checker: Optional[_RepoChecker], shown: str, report: FileReport) -> None:
+        """Validate ``data`` piece by piece, so that one bad key does not hide the rest."""
+
         def bad(message: str) -> None:
             report.findings.append(Finding("bad-schema", f"{shown}: {message}"))
 
@@ -639,21 +664,52 @@ class _Auditor:
             if args is not None and (not isinstance(args, dict) or not all(isinstance(k, str) for k in args)):
                 bad(f"key '{key}.args' must be a mapping of argument names to values")
             report.steps.append(StepReport(step_name, text, list(self.check_source(text, checker))))
-        if not report.findings:
-            # The loader's own validation is the last word: never call a file fine that
-            # get_pipeline_by_name would refuse.
-            from zgit.pipeline import PipelineConfig
-
-            try:
-                PipelineConfig.from_data(data, shown)
-            except ConfigError as exc:
-                if not any(f.code == "bad-source" for s in report.steps for f in s.findings):
-                    report.findings.append(Finding("bad-schema", str(exc)))
 
 
 def _brief(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+class _Fallback(Exception):
+    """The document needs PyYAML's full constructor (merge keys, odd tags, complex keys)."""
+
+
+_TAG = "tag:yaml.org,2002:"
+_PLAIN_SCALARS = frozenset(_TAG + t for t in ("null", "bool", "int", "float", "timestamp", "binary"))
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _lean_build(node: Any, loader: Any) -> Any:
+    cls = node.__class__
+    if cls is yaml.ScalarNode:
+        if node.tag == _TAG + "str":
+            return node.value
+        if node.tag in _PLAIN_SCALARS:
+            return loader.construct_object(node)
+        raise _Fallback
+    if cls is yaml.MappingNode and node.tag == _TAG + "map":
+        out = {}
+        for key_node, value_node in node.value:
+            key = _lean_build(key_node, loader)
+            try:
+                out[key] = _lean_build(value_node, loader)
+            except TypeError:  # an unhashable key: let PyYAML say so
+                raise _Fallback from None
+        return out
+    if cls is yaml.SequenceNode and node.tag == _TAG + "seq":
+        return [_lean_build(item, loader) for item in node.value]
+    raise _Fallback
+
+
+def _lean_load(raw: bytes) -> Any:
+    """``yaml.safe_load(raw)`` for documents without anchors; :class:`_Fallback` when unsure."""
+    loader = _Loader(raw)
+    try:
+        node = loader.get_single_node()
+        return None if node is None else _lean_build(node, loader)
+    finally:
+        loader.dispose()
 
 
 def _read_yaml(path: Path, shown: Optional[str] = None) -> Any:
@@ -672,6 +728,18 @@ def _read_yaml(path: Path, shown: Optional[str] = None) -> Any:
     except OSError as exc:
         raise ConfigError(f"{where}: cannot read the file: {exc.strerror or exc}") from exc
     try:
+        if b"&" not in raw and b"*" not in raw:
+            # No anchor or alias can be in it, so yamlio's shared-node walk has nothing to
+            # find; build the plain mappings, lists and strings without PyYAML's generic
+            # constructor machinery (most of the time of reading a file).
+            try:
+                return _lean_load(raw)
+            except _Fallback:
+                pass
+            except yaml.YAMLError as exc:
+                raise ConfigError(f"{where}: not valid YAML: {exc}") from exc
+            except (RecursionError, MemoryError, OverflowError) as exc:
+                raise ConfigError(f"{where}: cannot be read as YAML: {type(exc).__name__}: {exc}") from exc
         return yamlio.loads(raw, where)
     except ConfigError:
         raise
@@ -679,16 +747,24 @@ def _read_yaml(path: Path, shown: Optional[str] = None) -> Any:
         raise ConfigError(f"{where}: cannot be read as YAML: {exc}") from exc
 
 
-def _shown_path(path: Path) -> str:
+def _shown_path(path: Path, _dirs: Dict[Tuple[str, str], str] = {}) -> str:
     """``path`` relative to the current directory when below it, else absolute (POSIX)."""
-    absolute = os.path.abspath(path)
-    try:
-        rel = os.path.relpath(absolute)
-    except ValueError:
-        return Path(absolute).as_posix()
-    if rel == os.pardir or rel.startswith(os.pardir + os.sep):
-        return Path(absolute).as_posix()
-    return Path(rel).as_posix()
+    directory, name = os.path.split(os.path.abspath(path))
+    key = (os.getcwd(), directory)
+    shown = _dirs.get(key)
+    if shown is None:
+        try:
+            rel = os.path.relpath(directory)
+        except ValueError:
+            rel = os.pardir
+        if rel == os.pardir or rel.startswith(os.pardir + os.sep):
+            shown = Path(directory).as_posix()
+        else:
+            shown = "" if rel == os.curdir else Path(rel).as_posix()
+        if len(_dirs) > 1024:
+            _dirs.clear()
+        _dirs[key] = shown
+    return f"{shown}/{name}" if shown and not shown.endswith("/") else shown + name
 
 
 def yaml_files_in(directory: Path) -> List[Path]:
@@ -736,6 +812,14 @@ def audit_paths(paths: Optional[Sequence[Union[str, "os.PathLike[str]"]]] = None
         paths = [repository.pipelines_dir]  # type: ignore[union-attr]
     auditor = _Auditor(repository)
     report = AuditReport()
-    for path in expand_paths(paths):
-        report.files.append(auditor.audit_file(path, _shown_path(path)))
+    # Reading thousands of small files makes only acyclic garbage: the cycle collector
+    # would just walk the growing report again and again.
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for path in expand_paths(paths):
+            report.files.append(auditor.audit_file(path, _shown_path(path)))
+    finally:
+        if gc_was_enabled:
+            gc.enable()
     return report
