@@ -28,17 +28,49 @@ class _NoAliasDumper(_SafeDumper):  # type: ignore[misc, valid-type]
 
 def loads(text: "str | bytes", where: str) -> Any:
     """Parse one YAML document safely; :class:`ConfigError` naming ``where`` on failure."""
-    loader = _SafeLoader(text)
     try:
-        data = loader.get_single_data()
+        _check_events(text, where)
+        loader = _SafeLoader(text)
+        try:
+            data = loader.get_single_data()
+        finally:
+            loader.dispose()
+    except ConfigError:
+        raise
     except yaml.YAMLError as exc:
         raise ConfigError(f"{where}: not valid YAML: {exc}") from exc
-    except (RecursionError, MemoryError, ValueError, TypeError, OverflowError) as exc:
+    except Exception as exc:  # PyYAML's constructors fail oddly on odd input (AttributeError...)
         raise ConfigError(f"{where}: cannot be read as YAML: {type(exc).__name__}: {exc}") from exc
-    finally:
-        loader.dispose()
     _refuse_shared_nodes(data, where)
     return data
+
+
+MAX_DEPTH = 100
+
+
+def _check_events(text: "str | bytes", where: str) -> None:
+    """Refuse aliases (even of scalars: one big string referenced 10,000 times is written
+    out 10,000 times when the pipeline is saved again) and nesting deeper than
+    ``MAX_DEPTH``, which would overflow the C stack of libyaml's composer (a segfault,
+    not an exception).  The event stream is flat, so this stops at the first offence."""
+    loader = _SafeLoader(text)
+    try:
+        depth = 0
+        while loader.check_event():
+            event = loader.get_event()
+            if isinstance(event, yaml.AliasEvent):
+                raise ConfigError(
+                    f"{where}: uses YAML anchors/aliases (& and *), which zgit files may not; "
+                    "write the values out"
+                )
+            if isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    raise ConfigError(f"{where}: nested more than {MAX_DEPTH} levels deep")
+            elif isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
+                depth -= 1
+    finally:
+        loader.dispose()
 
 
 def read(path: "str | os.PathLike[str]") -> Any:
