@@ -10,8 +10,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional
 
-import yaml
-
 from zgit.errors import ConfigError
 
 CONFIG_DIR = ".zgit"
@@ -75,11 +73,11 @@ class Config:
 
 
 def _read_mapping(path: Path) -> Dict[str, Any]:
-    try:
-        with open(path, "rb") as handle:
-            data = yaml.safe_load(handle)
-    except (OSError, yaml.YAMLError, UnicodeDecodeError, RecursionError) as exc:
-        raise ConfigError(f"{path}: cannot read it as YAML: {exc}") from exc
+    # zgit's safe reader: no aliases (a "billion laughs" value would be expanded by the
+    # error message that quotes it), bounded depth and size.
+    from zgit import yamlio
+
+    data = yamlio.read(path)
     if data is None:
         return {}
     if not isinstance(data, dict):
