@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import gc
+import itertools
 import json
 import os
 import stat
@@ -712,6 +713,19 @@ def _lean_load(raw: bytes) -> Any:
         loader.dispose()
 
 
+MAX_FLOW_DEPTH = 200
+_BRACKETS = bytes.maketrans(b"[{]}", b"\x01\x01\x02\x02")
+_NOT_BRACKETS = bytes(c for c in range(256) if c not in b"[{]}")
+
+
+def _flow_depth(raw: bytes) -> int:
+    """An upper bound on how deep ``[``/``{`` nest in ``raw`` (brackets in strings count)."""
+    if raw.count(b"[") + raw.count(b"{") <= MAX_FLOW_DEPTH:
+        return 0
+    steps = raw.translate(_BRACKETS, _NOT_BRACKETS)
+    return max(itertools.accumulate(1 if b == 1 else -1 for b in steps))
+
+
 def _read_yaml(path: Path, shown: Optional[str] = None) -> Any:
     """Parse one YAML file; :class:`ConfigError` for anything that is not a readable YAML file."""
     where = shown or str(path)
@@ -727,6 +741,12 @@ def _read_yaml(path: Path, shown: Optional[str] = None) -> Any:
             raw = handle.read(yamlio.MAX_BYTES + 1)
     except OSError as exc:
         raise ConfigError(f"{where}: cannot read the file: {exc.strerror or exc}") from exc
+    depth = _flow_depth(raw)
+    if depth > MAX_FLOW_DEPTH:
+        raise ConfigError(
+            f"{where}: brackets nested {depth} deep; zgit reads at most {MAX_FLOW_DEPTH} "
+            "(libyaml takes quadratic time on deeper nesting)"
+        )
     try:
         if b"&" not in raw and b"*" not in raw:
             # No anchor or alias can be in it, so yamlio's shared-node walk has nothing to
@@ -768,16 +788,22 @@ def _shown_path(path: Path, _dirs: Dict[Tuple[str, str], str] = {}) -> str:
 
 
 def yaml_files_in(directory: Path) -> List[Path]:
-    """The ``*.yaml`` / ``*.yml`` files directly in ``directory`` (not hidden), sorted."""
+    """The ``*.yaml`` / ``*.yml`` entries directly in ``directory`` (not hidden, not
+    directories), sorted.  Broken links and the like are kept: they become findings."""
+    names = []
     try:
         with os.scandir(directory) as scan:
-            names = [
-                item.name for item in scan
-                if item.name.endswith(YAML_SUFFIXES) and not item.name.startswith(".")
-                and not item.is_dir()
-            ]
+            for item in scan:
+                if not item.name.endswith(YAML_SUFFIXES) or item.name.startswith("."):
+                    continue
+                try:
+                    if item.is_dir():
+                        continue
+                except OSError:
+                    pass
+                names.append(item.name)
     except OSError:
-        return []
+        pass
     return [Path(directory) / name for name in sorted(names)]
 
 
