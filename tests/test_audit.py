@@ -251,6 +251,7 @@ def test_hostile_input_gives_findings_never_a_traceback(project: Project, tmp_pa
     (d / "scalar.yaml").write_text("just a string\n")
     (d / "latin1.yaml").write_bytes("name: caf\xe9\n".encode("latin-1"))
     (d / "deep.yaml").write_text("[" * 20000 + "]" * 20000)
+    (d / "deep_block.yaml").write_text("".join("  " * i + "a:\n" for i in range(300)) + "  " * 300 + "x\n")
     (d / "laughs.yaml").write_text(
         "a: &a ['lol','lol','lol','lol','lol','lol','lol','lol','lol']\n"
         + "".join(f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)},*{chr(97 + i)},*{chr(97 + i)},*{chr(97 + i)}]\n"
@@ -262,6 +263,7 @@ def test_hostile_input_gives_findings_never_a_traceback(project: Project, tmp_pa
                                         f"  c: {{source: {TRAINER}@{p.v1}, args: [1]}}\n")
     (d / "version2.yaml").write_text(f"version: 2\nname: x\nsteps:\n  a: {{source: {TRAINER}@{p.v1}}}\n")
     (d / "keys.yaml").write_text("? [complex, key]\n: 1\n")
+    (d / "timestamp.yaml").write_text("version: !!timestamp not-a-date\n")
     (d / "dir.yaml").mkdir()                       # a directory with a YAML name: skipped
     (d / "broken_link.yaml").symlink_to(d / "nowhere")   # unreadable
     (d / "loop.yaml").symlink_to(d / "loop.yaml")         # unreadable (ELOOP)
@@ -277,8 +279,8 @@ def test_hostile_input_gives_findings_never_a_traceback(project: Project, tmp_pa
     assert "plain-file-any-suffix.txt" in files
     assert not Path("/tmp/zgit-pwned").exists()
     codes = {name: [x["code"] for x in f["findings"]] for name, f in files.items()}
-    for name in ("binary.yaml", "latin1.yaml", "deep.yaml", "laughs.yaml", "python_tag.yaml",
-                 "broken_link.yaml", "loop.yaml", "fifo.yaml", "plain-file-any-suffix.txt"):
+    for name in ("binary.yaml", "latin1.yaml", "deep.yaml", "deep_block.yaml", "laughs.yaml", "python_tag.yaml",
+                 "broken_link.yaml", "loop.yaml", "fifo.yaml", "timestamp.yaml", "plain-file-any-suffix.txt"):
         assert codes[name] == ["bad-yaml"], (name, files[name])
     for name in ("empty.yaml", "list.yaml", "scalar.yaml", "steps_list.yaml", "version2.yaml", "keys.yaml"):
         assert codes[name] and set(codes[name]) <= {"bad-schema", "bad-yaml"}, (name, files[name])
@@ -287,7 +289,8 @@ def test_hostile_input_gives_findings_never_a_traceback(project: Project, tmp_pa
     assert [s["step"] for s in files["step_scalar.yaml"]["steps"]] == ["c"]
     assert [s["step"] for s in files["version2.yaml"]["steps"]] == ["a"]
     assert "anchors" in files["laughs.yaml"]["findings"][0]["message"]
-    assert "nested 20000 deep" in files["deep.yaml"]["findings"][0]["message"]
+    assert "nested more than" in files["deep.yaml"]["findings"][0]["message"]
+    assert "nested more than" in files["deep_block.yaml"]["findings"][0]["message"]
 
     text = p.zgit("audit", "hostile")
     assert text.returncode == 1 and "bad-yaml" in text.stdout
