@@ -170,3 +170,6 @@ def forget_loaded() -> None:
     _loaded.clear()
     for name in [n for n in sys.modules if "@" in n]:
         del sys.modules[name]
+    # The trees too: the same commit (same sha) may next come from another clone, and the
+    # repository these were read from may be gone.
+    importer.forget_trees()

@@ -197,6 +197,15 @@ def tree_for(package: str, sha: str) -> Optional[PinnedTree]:
     return _trees.get((package, sha))
 
 
+def forget_trees() -> None:
+    """Forget every registered tree (see :func:`zgit.loader.forget_loaded`)."""
+    with _trees_lock:
+        _trees.clear()
+    for path, finder in list(sys.path_importer_cache.items()):
+        if isinstance(finder, PinnedPathEntryFinder):
+            sys.path_importer_cache.pop(path, None)
+
+
 def _discover_tree(package: str, sha: str) -> PinnedTree:
     """Find the pin in the repository of the current directory (e.g. when unpickling)."""
     from zgit.repository import Repository
