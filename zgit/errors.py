@@ -69,3 +69,8 @@ class RecoverError(ZgitError):
 
 class UnpinnedSourceWarning(UserWarning):
     """A class was left unpinned; the message says why and how to pin it."""
+
+
+class VersionMismatchWarning(UserWarning):
+    """A distribution pin was loaded although the installed version differs
+    (``loader.on_version_mismatch: warn``); the message names both versions and the fix."""
