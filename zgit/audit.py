@@ -840,7 +840,8 @@ def audit_paths(paths: Optional[Sequence[Union[str, "os.PathLike[str]"]]] = None
 
     repository = Repository.coerce(repo) if repo is not None or paths is None else None
     if paths is None:
-        paths = [repository.pipelines_dir]  # type: ignore[union-attr]
+        pipelines_dir = repository.pipelines_dir  # type: ignore[union-attr]
+        paths = [pipelines_dir] if pipelines_dir.is_dir() else []
     auditor = _Auditor(repository)
     report = AuditReport()
     # Reading thousands of small files makes only acyclic garbage: the cycle collector

@@ -84,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = _sub(sub, "init", "set up zgit in a git repository (.zgit/config.yaml, pipelines/)",
              "Create .zgit/config.yaml (unless present) and pipelines/ at the root of the git\n"
              "work tree that holds PATH.",
-             "git init my-project && cd my-project && zgit init")
+             "zgit init                  # in a git work tree (git init first)\nzgit init path/to/project")
     p.add_argument("path", nargs="?", default=".", metavar="PATH", help="a directory in the work tree (default: .)")
     p.set_defaults(func=cmd_init)
 
@@ -435,7 +435,7 @@ def cmd_pipelines(args: argparse.Namespace, out: TextIO) -> int:
     from zgit.audit import audit_paths
 
     repository = _repository()
-    report = audit_paths([repository.pipelines_dir], repo=repository)
+    report = audit_paths(None, repo=repository)
     if not report.files:
         out.write(f"no pipelines stored in {repository.pipelines_dir}\n")
         return EXIT_OK

@@ -147,7 +147,7 @@ def pin_files(paths: Optional[Sequence[Union[str, "os.PathLike[str]"]]] = None, 
 
     repository = Repository.coerce(repo)
     if paths is None:
-        paths = [repository.pipelines_dir]
+        paths = [repository.pipelines_dir] if repository.pipelines_dir.is_dir() else []
     pinner = _Pinner(repository)
     result = PinResult()
     for path in expand_paths(paths):
