@@ -496,7 +496,13 @@ class _RepoChecker:
         return findings
 
 
-_NO_REPO = object()
+def _pin_spelling(version: Optional[str]) -> Optional[str]:
+    """A version as the loader compares it (``zgit.distributions.pin_version``)."""
+    try:
+        from zgit.distributions import pin_version
+    except ImportError:
+        return version
+    return pin_version(version) or version
 
 
 class _Auditor:
@@ -532,6 +538,7 @@ class _Auditor:
         return found
 
     def installed_version(self, name: str) -> Optional[str]:
+        """The installed version of distribution ``name`` in pin spelling, or None."""
         if name not in self._dist_versions:
             try:
                 from zgit.distributions import installed_version
@@ -568,7 +575,7 @@ class _Auditor:
                     f"distribution {source.distribution!r} is not installed: "
                     f"pip install '{source.distribution.replace('_', '-')}=={source.version}'",  # type: ignore[union-attr]
                 )]
-            if installed != source.version:
+            if installed != _pin_spelling(source.version):
                 return [Finding(
                     "dist-version-mismatch",
                     f"distribution {source.distribution!r} {installed} is installed but the pin "

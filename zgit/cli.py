@@ -349,7 +349,9 @@ def _dist_module_file(source: Any) -> Any:
             f"distribution {source.distribution!r} is not installed: pip install "
             f"'{source.distribution.replace('_', '-')}=={source.version}'"
         ) from None
-    if dist.version != source.version:
+    from zgit.audit import _pin_spelling
+
+    if _pin_spelling(dist.version) != _pin_spelling(source.version):
         raise VersionMismatchError(
             f"distribution {source.distribution!r} {dist.version} is installed but the pin says "
             f"{source.version}: pip install '{source.distribution.replace('_', '-')}=={source.version}'"
