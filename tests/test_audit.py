@@ -3,6 +3,7 @@ shape of DESIGN.md, hostile input, and the guarantee that nothing pinned is exec
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import pty
 import subprocess
@@ -23,12 +24,7 @@ SEVERITY = {
 }
 
 
-try:
-    import zgit.distributions  # noqa: F401
-
-    HAVE_DISTRIBUTIONS = True
-except ImportError:
-    HAVE_DISTRIBUTIONS = False
+HAVE_DISTRIBUTIONS = importlib.util.find_spec("zgit.distributions") is not None
 
 
 @pytest.fixture
@@ -407,3 +403,69 @@ def test_audit_outside_a_repository_and_relative_paths(tmp_path):
     assert data["files"][0]["path"] == "p.yaml"
     assert [[f["code"] for f in s["findings"]] for s in data["files"][0]["steps"]] == [
         ["unknown-commit"], ["dist-not-installed"]]
+
+
+YAML_CORPUS = [
+    b"", b"# only a comment\n", b"~\n", b"null\n", b"a: 1\n", b"a: 1.5e3\nb: .inf\nc: -.nan\n",
+    b"a: yes\nb: No\nc: on\nd: OFF\ne: true\n", b"a: 0x1f\nb: 0o17\nc: 017\nd: 1_000\ne: 1:30\n",
+    b"a: 2024-01-01\nb: 2024-01-01T10:00:00Z\nc: !!timestamp 2001-12-14 21:59:43.10 -5\n",
+    b"a: !!binary aGVsbG8=\n", b"a: !!str 1\nb: !!int '7'\nc: !!float '1'\n", b"a: !custom x\n",
+    b"a: &x 1\nb: *x\n", b"base: {a: 1}\nderived:\n  <<: {b: 2}\n  c: 3\n", b"? [1, 2]\n: x\n",
+    b"? {a: 1}\n: x\n", b"a: 1\na: 2\n", b"--- 1\n--- 2\n", b"- [a, {b: c}]\n- 'q''uote'\n- \"\\u00e9\\t\"\n",
+    "name: caf\u00e9 \u2603\n".encode(), "\ufeffname: bom\n".encode(), "name: utf16\n".encode("utf-16"),
+    b"a: =\n", b"a: !!set {x, y}\n", b"a: !!omap [x: 1]\n", b"key: |\n  block\n  text\n",
+    b"a: !!python/name:os.system\n", b"[" * 101 + b"]" * 101, b"{a: [" + b"[" * 99 + b"]" * 99 + b"]}\n",
+    b"version: '1'\nname: x\nsteps:\n  a: {source: m.n.C@" + b"a" * 40 + b", args: {x: [1, 2.5, null, true]}}\n",
+]
+
+
+@pytest.mark.parametrize("raw", YAML_CORPUS, ids=range(len(YAML_CORPUS)))
+def test_audit_reads_yaml_exactly_as_the_loader_does(raw, tmp_path):
+    """The audit's fast YAML path accepts and builds exactly what zgit.yamlio does."""
+    from zgit import yamlio
+    from zgit.audit import _read_yaml
+    from zgit.errors import ConfigError
+
+    path = tmp_path / "doc.yaml"
+    path.write_bytes(raw)
+    try:
+        expected = ("ok", yamlio.loads(raw, "doc"))
+    except ConfigError:
+        expected = ("error", None)
+    try:
+        got = ("ok", _read_yaml(path, "doc"))
+    except ConfigError:
+        got = ("error", None)
+    assert got == expected or (got[0] == expected[0] == "ok" and repr(got) == repr(expected))
+
+
+def test_repository_without_pipelines_audits_empty(tmp_path):
+    (tmp_path / "bare").mkdir()
+    from tests._git import GitRepoDir
+
+    repo = GitRepoDir(tmp_path / "bare")
+    result = zgit("audit", cwd=repo.path)
+    assert result.returncode == 0 and result.stdout.startswith("no pipeline files found"), str(result)
+    assert audit_paths(None, repo=repo.path).to_dict() == {"files": [], "summary": {
+        "files": 0, "pipelines": 0, "steps": 0, "ok": 0, "errors": 0, "warnings": 0, "infos": 0}}
+
+
+def test_source_root_from_config(tmp_path):
+    """Module paths, candidates and import resolution start at the configured source root."""
+    p = Project(tmp_path / "srcproject")
+    p.write(".zgit/config.yaml", "source_root: src\n")
+    p.write("src/pkg/__init__.py", "")
+    p.write("src/pkg/other.py", "X = 1\n")
+    p.write("src/pkg/mod/__init__.py", "")
+    p.write("src/pkg/mod/step.py", "from pkg.other import X\nfrom .. import other\nimport trainers\n\nclass Step:\n    pass\n")
+    sha = p.commit("src layout")
+    p.pipeline("Src", {"good": f"pkg.mod.step.Step@{sha}", "wrong_root": f"src.pkg.mod.step.Step@{sha}",
+                       "absent": f"pkg.mod.step.Nope@{sha}"})
+    report = audit_paths(None, repo=p.path).to_dict()
+    steps = {s["step"]: s["findings"] for s in report["files"][0]["steps"]}
+    assert [f["code"] for f in steps["good"]] == ["outside-import"]
+    assert "pkg.other (src/pkg/other.py)" in steps["good"][0]["message"]
+    assert "trainers" not in steps["good"][0]["message"]   # not below the source root
+    assert [f["code"] for f in steps["wrong_root"]] == ["missing-module"]
+    assert "src/src/pkg/mod/step.py" in steps["wrong_root"][0]["message"]
+    assert [f["code"] for f in steps["absent"]] == ["missing-class", "outside-import"]

@@ -147,16 +147,18 @@ def test_load_reports_class_pin_strategy_and_time(project: Project):
 
 def test_resolve_import_path_and_file_path(project: Project):
     p = project
-    by_name, by_file, missing_file, bad_name = zgit_many([
+    by_name, by_file, entry_point, missing_file, bad_name = zgit_many([
         ("resolve", TRAINER),
         ("resolve", "trainers/mine/step.py:Trainer"),
+        ("resolve", "trainers.mine.step:Trainer"),
         ("resolve", "trainers/mine/nope.py:Trainer"),
         ("resolve", "trainers.mine.step.NoSuch"),
     ], cwd=p.path)
-    assert_no_traceback(by_name, by_file, missing_file, bad_name)
+    assert_no_traceback(by_name, by_file, entry_point, missing_file, bad_name)
     head = p.repo.head()
     assert by_name.returncode == 0 and by_name.stdout.strip() == f"{TRAINER}@{head}", str(by_name)
     assert by_file.returncode == 0 and by_file.stdout.strip() == f"{TRAINER}@{head}", str(by_file)
+    assert entry_point.stdout.strip() == f"{TRAINER}@{head}", str(entry_point)
     assert missing_file.returncode == 2, str(missing_file)
     assert bad_name.returncode == 1 and bad_name.stderr.startswith("zgit: error: "), str(bad_name)
     p.write("trainers/mine/helper.py", "HELPER = 2  # not committed\n")

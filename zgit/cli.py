@@ -312,6 +312,8 @@ def cmd_resolve(args: argparse.Namespace, out: TextIO) -> int:
                 "Python identifiers and it must end in .py)"
             )
         dotted = f"{location.module}.{attribute}"
+    elif colon:
+        dotted = f"{path}.{attribute}"   # entry-point style: pkg.mod:Class
     else:
         dotted = text
     # Import from the repository as the project itself would.
