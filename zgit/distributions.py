@@ -342,7 +342,7 @@ def _mismatch(source: Source, installed: Optional[str], installed_name: Optional
 
 def _complain(message: str, policy: str) -> None:
     if policy == "warn":
-        warnings.warn(message, VersionMismatchWarning, stacklevel=4)
+        warnings.warn(message, VersionMismatchWarning, stacklevel=3)
     else:
         raise VersionMismatchError(message)
 
