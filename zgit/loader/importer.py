@@ -77,6 +77,12 @@ class PinnedTree:
             return None
         return self.prefix + virtual[len(self.virtual_root) + 1:]
 
+    @property
+    def source_root(self) -> Path:
+        """The repository's source root (the directory the package names are relative to)."""
+        parts = self.module_dir.split("/")
+        return Path(self.git.root, *parts[: len(parts) - len(self.package.split("."))])
+
     def virtual_path(self, repo_path: str) -> str:
         return self.virtual_root + repo_path[len(self.prefix.rstrip("/")):]
 
@@ -176,7 +182,21 @@ def _pinned_import(tree: PinnedTree):
                 return sys.modules[pinned]
             real_import(above)
             return tree.view(above)
-        return real_import(name, globals, locals, fromlist, level)
+        try:
+            return real_import(name, globals, locals, fromlist, level)
+        except ModuleNotFoundError as exc:
+            # A package of the repository outside the module directory, while the source
+            # root is not on sys.path (a script in a sub-directory, a notebook): import its
+            # working version from the source root, as load_source does for the packages
+            # above the module directory.  Only on this failure path: no cost otherwise.
+            top = name.partition(".")[0]
+            if level != 0 or exc.name != top or top in sys.modules:
+                raise
+            spec = importlib.machinery.PathFinder.find_spec(top, [str(tree.source_root)])
+            if spec is None:
+                raise
+            import_real(top, tree.source_root)
+            return real_import(name, globals, locals, fromlist, level)
 
     return __import__
 
@@ -256,6 +276,45 @@ class PinnedFinder(importlib.abc.MetaPathFinder):
             spec.submodule_search_locations = [tree.virtual_path(package_dir)]
         spec.has_location = not namespace
         return spec
+
+    @classmethod
+    def invalidate_caches(cls) -> None:
+        pass
+
+
+def _pinned_import_underway(top: str) -> Optional[str]:
+    """A pinned module name below the top-level package ``top`` that is being imported
+    right now (its module lock is held), if any."""
+    locks = getattr(importlib._bootstrap, "_module_locks", None) or {}  # type: ignore[attr-defined]
+    for name in list(locks):
+        if "@" in name and name.startswith(top + "."):
+            parts = split_pinned_name(name)
+            if parts is not None and (parts[0] == top or parts[0].startswith(top + ".")):
+                return name
+    return None
+
+
+class PinnedParentFinder(importlib.abc.MetaPathFinder):
+    """Last on ``sys.meta_path``: the real top-level package above a pinned module directory.
+
+    Importing ``a.b@<sha>.c`` (say, unpickling a pinned model) first imports ``a``.  When no
+    other finder finds it -- the process runs from a sub-directory of the repository, so
+    the source root is not on ``sys.path`` -- this finder imports it from the source root
+    of the repository of the current directory; outside any repository it raises
+    :class:`SourceNotFoundError` naming the pin.  Consulted only by imports that would
+    otherwise fail, so it costs nothing to any other import.
+    """
+
+    @classmethod
+    def find_spec(cls, fullname: str, path: Any = None, target: Any = None):
+        if path is not None or "@" in fullname or "." in fullname:
+            return None
+        pinned = _pinned_import_underway(fullname)
+        if pinned is None:
+            return None
+        package, sha, _ = split_pinned_name(pinned)  # type: ignore[misc]
+        tree = _trees.get((package, sha)) or _discover_tree(package, sha)
+        return importlib.machinery.PathFinder.find_spec(fullname, [str(tree.source_root)])
 
     @classmethod
     def invalidate_caches(cls) -> None:
@@ -370,6 +429,8 @@ def install() -> None:
     """
     if not any(f is PinnedFinder for f in sys.meta_path):
         sys.meta_path.insert(0, PinnedFinder)
+    if not any(f is PinnedParentFinder for f in sys.meta_path):
+        sys.meta_path.append(PinnedParentFinder)
     if _path_hook not in sys.path_hooks:
         sys.path_hooks.insert(0, _path_hook)
         sys.path_importer_cache.clear()
