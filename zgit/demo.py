@@ -241,7 +241,7 @@ def run_demo(keep: bool = False, out: TextIO = sys.stdout) -> int:
         _forget_demo_modules(saved_modules)
         importlib.invalidate_caches()
         if keep:
-            say(f"kept the demo repository: {root}")
+            say(f"kept the demo repository: {root}  (try: cd {root} && zgit audit)")
         else:
             shutil.rmtree(root, ignore_errors=True)
     return 0 if ok else 1
