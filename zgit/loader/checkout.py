@@ -279,6 +279,8 @@ def _drop_bytecode(full: str) -> None:
     cache = os.path.join(os.path.dirname(full), "__pycache__")
     stem = os.path.basename(full)[:-3] + "."
     try:
+        if not stat.S_ISDIR(os.lstat(cache).st_mode):
+            return  # a symlink (a pinned tree can hold one, pointing anywhere): never followed
         names = os.listdir(cache)
     except OSError:
         return
@@ -341,6 +343,22 @@ def apply(
     return done
 
 
+def _behind_link(root: str, relpath: str, cache: Dict[str, bool]) -> bool:
+    """True when a parent of ``relpath`` is a symlink or a file (so the path is not there)."""
+    parent = relpath.rpartition("/")[0]
+    if not parent:
+        return False
+    found = cache.get(parent)
+    if found is None:
+        try:
+            st = os.lstat(os.path.join(root, *parent.split("/")))
+            found = not stat.S_ISDIR(st.st_mode) or _behind_link(root, parent, cache)
+        except (FileNotFoundError, NotADirectoryError):
+            found = _behind_link(root, parent, cache)
+        cache[parent] = found
+    return found
+
+
 def undo(git: GitRepo, journal: dict) -> List[str]:
     """Bring every journaled path back to its original entry; returns the paths restored.
 
@@ -352,15 +370,20 @@ def undo(git: GitRepo, journal: dict) -> List[str]:
     root = str(git.root)
     to_restore: List[Change] = []
     edited: List[str] = []
+    parents: Dict[str, bool] = {}
     for change in changes:
         full = os.path.join(root, *change.path.split("/"))
-        with contextlib.suppress(FileNotFoundError, NotADirectoryError):
-            os.unlink(full + _TMP_MARK)
-        if git.file_matches(change.path, change.original):
+        # Behind a symlink (a pinned one, maybe pointing out of the repository) the path
+        # does not exist, as git sees it: never look, or delete, through one.
+        behind = _behind_link(root, change.path, parents)
+        if not behind:
+            with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+                os.unlink(full + _TMP_MARK)
+        if (change.original is None) if behind else git.file_matches(change.path, change.original):
             continue
         # An absent path holds nobody's bytes, so restoring it loses nothing (a crash
         # between unlink and rename in _write_entry leaves it so).
-        if os.path.lexists(full) and not git.file_matches(change.path, change.pinned):
+        if not behind and os.path.lexists(full) and not git.file_matches(change.path, change.pinned):
             edited.append(change.path)
         to_restore.append(change)
     if edited:
@@ -382,7 +405,7 @@ def undo(git: GitRepo, journal: dict) -> List[str]:
         full = os.path.join(root, *directory.split("/"))
         with contextlib.suppress(OSError):
             cache = os.path.join(full, "__pycache__")
-            if os.path.isdir(cache):
+            if not _behind_link(root, f"{directory}/__pycache__/x", {}):  # no symlink on the way
                 for name in os.listdir(cache):
                     if name.endswith(".pyc"):
                         os.unlink(os.path.join(cache, name))
@@ -530,8 +553,9 @@ def _refuse_what_git_does_not_hold(git: GitRepo, module_dir: str, changes: List[
             full = os.path.join(root, *parts[: i + 1])
             if not os.path.lexists(full):
                 break
-            last = i == len(parts) - 1
-            if rel not in at_head and (last or os.path.islink(full) or not os.path.isdir(full)):
+            # A real directory is never overwritten (unlink and rename fail on it, with a
+            # clear error); a file or symlink would be.
+            if rel not in at_head and (os.path.islink(full) or not os.path.isdir(full)):
                 if rel not in in_the_way:
                     in_the_way.append(rel)
                 break
