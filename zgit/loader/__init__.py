@@ -94,6 +94,14 @@ def _locate(repository: Repository, source: Source) -> ModuleLocation:
             f"{source}: module {source.module!r} sits directly in the source root, so it has no "
             "module directory and cannot be pinned; move it into a package directory"
         )
+    parts = source_root.split("/") + source.module.split(".") if source_root else source.module.split(".")
+    for i in range(1, len(parts)):
+        found = git.entry(source.sha, "/".join(parts[:i]))  # type: ignore[arg-type]
+        if found is not None and found.is_gitlink:
+            raise SourceNotFoundError(
+                f"{source}: {'/'.join(parts[:i])} is a git submodule at commit {source.sha}; zgit "
+                "cannot pin code in submodules: make it a regular directory or move the code out"
+            )
     where = f"under source root {source_root!r}" if source_root else "in the repository"
     raise SourceNotFoundError(
         f"{source}: module {source.module!r} does not exist at commit {source.sha} {where} "

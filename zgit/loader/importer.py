@@ -115,6 +115,13 @@ class PinnedTree:
             return base + ".py", False
         if base in self.dirs:
             return base, True  # a directory without __init__.py: a namespace package
+        entry = self.entries.get(base)
+        if entry is not None and entry.is_gitlink:
+            raise SourceNotFoundError(
+                f"{base} is a git submodule inside module directory {self.module_dir!r} at commit "
+                f"{self.sha}; zgit cannot pin code in submodules: make it a regular directory "
+                "or move the code out of the module directory"
+            )
         return None
 
     def iter_children(self, repo_dir: str) -> Iterator[Tuple[str, bool]]:
