@@ -179,16 +179,40 @@ def _pinned_import(tree: PinnedTree):
     package = tree.package
     pinned = tree.pinned_package
     above = package.split(".")[0]
+    pinned_dots = pinned.count(".")
 
     def __import__(name, globals=None, locals=None, fromlist=(), level=0):  # noqa: A001
-        if level == 0 and (name == package or name.startswith(package + ".")):
-            module = real_import(pinned + name[len(package):], globals, locals, fromlist, 0)
-            if fromlist:
-                return module
-            if above == package:
-                return sys.modules[pinned]
-            real_import(above)
-            return tree.view(above)
+        if level:
+            # A relative import that climbs out of the module directory (``from .. import b``
+            # or ``from ..b.c import x`` in a/b/c.py) is mapped like the absolute name it means.
+            current = globals.get("__package__") if globals else None
+            dots = current.count(".") if current else 0
+            if current and (current == pinned or current.startswith(pinned + ".")) and (
+                dots - pinned_dots < level - 1 <= dots
+            ):
+                base = current.rsplit(".", level - 1)[0]
+                name, level = (f"{base}.{name}" if name else base), 0
+        if level == 0:
+            if name == package or name.startswith(package + "."):
+                module = real_import(pinned + name[len(package):], globals, locals, fromlist, 0)
+                if fromlist:
+                    return module
+                if above == package:
+                    return sys.modules[pinned]
+                real_import(above)
+                return tree.view(above)
+            if above != package and (name == above or name.startswith(above + ".")):
+                # A package above the module directory: ``import a`` binds a view in which
+                # ``a.b`` is the pin, and so does ``from a import b`` (a/b the module directory).
+                if not fromlist:
+                    real_import(name, globals, locals, fromlist, 0)
+                    return tree.view(above)
+                if package.startswith(name + ".") and "*" not in fromlist:
+                    child = package[len(name) + 1:].partition(".")[0]
+                    if child in fromlist:
+                        real_import(name, globals, locals, tuple(f for f in fromlist if f != child), 0)
+                        real_import(pinned)
+                        return tree.view(name)
         try:
             return real_import(name, globals, locals, fromlist, level)
         except ModuleNotFoundError as exc:
