@@ -17,6 +17,7 @@ from zgit.errors import (
     SourceNotFoundError,
     UnpinnedSourceWarning,
     VersionMismatchError,
+    VersionMismatchWarning,
     ZgitError,
 )
 from zgit.loader import load_source, recover
@@ -42,6 +43,7 @@ __all__ = [
     "SourceNotFoundError",
     "UnpinnedSourceWarning",
     "VersionMismatchError",
+    "VersionMismatchWarning",
     "ZgitError",
     "load_source",
     "recover",
