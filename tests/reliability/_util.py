@@ -90,6 +90,11 @@ class Repo:
         self.git("commit", "-q", "--allow-empty", "-m", message)
         return self.head()
 
+    def commit_index(self, message: str = "change") -> str:
+        """Commit the index as it is (for entries the work tree cannot express: gitlinks)."""
+        self.git("commit", "-q", "--allow-empty", "-m", message)
+        return self.head()
+
     def head(self) -> str:
         return self.git("rev-parse", "HEAD").strip()
 

@@ -10,6 +10,20 @@ from tests.reliability._util import Repo
 
 
 @pytest.fixture
+def fresh_loader():
+    """Pins loaded by the test are forgotten after it (the same sha may come from another
+    test's repository next, and this one's may be gone)."""
+    before = set(sys.modules)
+    yield
+    for name in set(sys.modules) - before:
+        if "@" in name:
+            sys.modules.pop(name, None)
+    from zgit.loader import forget_loaded
+
+    forget_loaded()
+
+
+@pytest.fixture
 def repo(tmp_path, monkeypatch):
     """An empty git repository as the current directory; pinned imports are undone after."""
     for name in ("ZGIT_LOADER_STRATEGY", "ZGIT_LOCK_TIMEOUT", "ZGIT_TEST_KILL_AT", "ZGIT_FSYNC"):

@@ -200,7 +200,7 @@ def test_file_too_large(repo, limit, where):
 
 
 @pytest.fixture
-def small_disk(tmp_path):
+def small_disk(tmp_path, fresh_loader):
     """A 4 MiB tmpfs mounted for this test (skips where mounting is not allowed)."""
     mount = tmp_path / "disk"
     mount.mkdir()
