@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import reprlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
@@ -85,8 +86,11 @@ class PipelineConfig:
             if key not in data:
                 raise ConfigError(f"{where}: key {key!r} is missing")
         version = data["version"]
-        if str(version) != FORMAT_VERSION or isinstance(version, bool):
-            raise ConfigError(f"{where}: key 'version' is {version!r}; this zgit reads version '1'")
+        # Only a string or an int is compared as text: str() of a deep or huge container
+        # (from_data gets any data) would recurse too far or build a giant message.
+        if type(version) not in (str, int) or str(version) != FORMAT_VERSION:
+            shown = reprlib.repr(version)
+            raise ConfigError(f"{where}: key 'version' is {shown}; this zgit reads version '1'")
         name = data["name"]
         if not isinstance(name, str) or not name.strip():
             raise ConfigError(f"{where}: key 'name' must be a non-empty string")
