@@ -344,6 +344,14 @@ def test_unpickle_outside_any_repository_names_the_pin(repo, pin, strategy, tmp_
         last = out.stderr.strip().splitlines()[-1]
         assert f"{PACKAGE}@{pin}" in last, out.stderr
         assert "zgit.errors.SourceNotFoundError" in last and "repository" in last
+    # in another repository, one without the commit: the error names the commit
+    other = tmp_path / "other"
+    other.mkdir()
+    subprocess.run(["git", "init", "-q", str(other)], check=True, capture_output=True)
+    out = _unpickle_in(other, path, {"PYTHONPATH": str(repo.path)})
+    assert out.returncode != 0
+    last = out.stderr.strip().splitlines()[-1]
+    assert f"commit {pin} is not in the repository" in last and "fetch" in last, out.stderr
 
 
 def _child_describe(obj):
@@ -417,20 +425,26 @@ def test_registry_keyed_by_name_outside_the_module_directory(repo, pin, strategy
     by ``__init_subclass__``) is the working module, shared by every version: keyed by the
     bare class name, the class defined **last** wins, silently.  Loading a pin after the
     working version is imported replaces the working ``Trainer`` under ``"Trainer"`` by the
-    pinned one (and importing the working version later replaces it back).  Keyed by
-    ``f"{cls.__module__}.{cls.__qualname__}"`` both stay, since the pinned module name
-    carries the pin.  A registry *inside* the module directory is per version: the pinned
-    code fills its own pinned copy.
+    pinned one, and importing the working version after a pin replaces the pinned one.
+    Keyed by ``f"{cls.__module__}.{cls.__qualname__}"`` all stay, since the pinned module
+    name carries the pin.  A registry *inside* the module directory is per version: the
+    pinned code fills its own pinned copy.
     """
-    working = _working()
-    registry = importlib.import_module("common.registry")
-    assert registry.NAMED["Trainer"] is working.Trainer
     Trainer = _load("Trainer", pin, strategy)
-    assert registry.NAMED["Trainer"] is Trainer  # the later definition wins
+    registry = importlib.import_module("common.registry")
+    assert registry.NAMED["Trainer"] is Trainer
+    working = _working()
+    assert registry.NAMED["Trainer"] is working.Trainer  # the later definition wins
+    head = repo.head()
+    AtHead = _load("Trainer", head, strategy)  # a pin loaded after the working version
+    assert AtHead is not working.Trainer and AtHead.VERSION == working.Trainer.VERSION == 2
+    assert registry.NAMED["Trainer"] is AtHead
     assert registry.QUALIFIED[f"{PACKAGE}.model.Trainer"] is working.Trainer
     assert registry.QUALIFIED[f"{PACKAGE}@{pin}.model.Trainer"] is Trainer
+    assert registry.QUALIFIED[f"{PACKAGE}@{head}.model.Trainer"] is AtHead
     assert sys.modules[f"{PACKAGE}.base"].LOCAL["Trainer"] is working.Trainer
     assert sys.modules[f"{PACKAGE}@{pin}.base"].LOCAL["Trainer"] is Trainer
+    assert sys.modules[f"{PACKAGE}@{head}.base"].LOCAL["Trainer"] is AtHead
 
 
 def test_getsource_and_tracebacks_of_pinned_methods(repo, pin, strategy):
