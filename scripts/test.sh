@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Set up (first run: .venv with zgit and its test extras) and run the test suite.
+#   scripts/test.sh                         # everything, 2 workers
+#   scripts/test.sh tests/test_source.py -x # arguments go to pytest (-n 0: no workers)
+# Exit code is pytest's.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=scripts/_venv.sh
+source "$here/_venv.sh"
+zgit_venv '.[test]'   # also cds to the repository root
+
+defaults=(-q -p no:cacheprovider)
+if .venv/bin/python -c 'import xdist' 2>/dev/null; then
+    defaults+=(-n "${ZGIT_TEST_WORKERS:-2}")
+fi
+exec .venv/bin/python -m pytest "${defaults[@]}" "$@"
