@@ -145,9 +145,9 @@ def cli_available() -> bool:
     return importlib.util.find_spec("zgit.__main__") is not None and importlib.util.find_spec("zgit.cli") is not None
 
 
-def recover_cli(cwd: Path) -> subprocess.CompletedProcess:
+def recover_cli(cwd: Path, env: Optional[Dict[str, str]] = None) -> subprocess.CompletedProcess:
     """``python -m zgit recover`` in ``cwd`` (the console script's code path)."""
-    return subprocess.run([sys.executable, "-m", "zgit", "recover"], cwd=cwd, env=_child_env(),
+    return subprocess.run([sys.executable, "-m", "zgit", "recover"], cwd=cwd, env=_child_env(env),
                           capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT)
 
 

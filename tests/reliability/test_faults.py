@@ -50,8 +50,8 @@ def crash(repo, pin, point):
 
 def recover_in_subprocess(repo, env=None):
     """``python -m zgit recover``; until the command line exists, the library in a fresh process."""
-    if cli_available() and not env:
-        return recover_cli(repo.path)
+    if cli_available():
+        return recover_cli(repo.path, env)
     return run_py("import zgit; print(zgit.recover('.'))", repo.path, env=env)
 
 

@@ -211,6 +211,21 @@ def test_pipeline_shaped_data_raises_only_config_error(data):
         assert "data.yaml" in str(exc)
 
 
+def deep_list(depth):
+    value = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize("value", [deep_list(100_000), "1" * 10_000_000, list(range(1_000_000))],
+                         ids=["100k deep", "10 MB string", "1M items"])
+def test_huge_values_fail_with_a_short_config_error(value):
+    with pytest.raises(ConfigError) as info:
+        PipelineConfig.from_data({"version": value, "name": "p", "steps": {}}, "data.yaml")
+    assert len(str(info.value)) < 1000
+
+
 # -- tags that would run code ------------------------------------------------------------------
 
 TAGS = [
@@ -317,4 +332,4 @@ def test_alias_bombs_fail_fast_with_config_error(repo, bomb, config):
     assert out.stdout.startswith("ConfigError"), out.stdout + out.stderr[-2000:]
 
 
-INPUTS_TRIED = (sum(EXAMPLES.values()) + 5 + 14 + len(TAGS) * 4 + 1 + len(BOMBS) * 2)
+INPUTS_TRIED = (sum(EXAMPLES.values()) + 5 + 14 + 3 + len(TAGS) * 4 + 1 + len(BOMBS) * 2)
