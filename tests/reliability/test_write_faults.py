@@ -307,4 +307,4 @@ def test_permission_bits_of_restored_files_are_kept(repo):
 
 
 # Figures for docs/guarantees.md: write faults injected by this module.
-WRITE_FAULTS = 3 + 1 + 2 + 2 + 1 + 1
+WRITE_FAULTS = 4 + 2 + 3  # permission denied, file too large (EFBIG), disk full (ENOSPC)
