@@ -26,13 +26,13 @@ pytestmark = pytest.mark.reliability
 
 EXAMPLES = {
     "source_text": 3000,
-    "source_soup": 1500,
+    "source_soup": 1200,
     "source_valid": 1000,
     "yaml_text": 1500,
     "yaml_bytes": 1000,
-    "yaml_soup": 1500,
-    "yaml_documents": 400,
-    "pipeline_data": 600,
+    "yaml_soup": 1200,
+    "yaml_documents": 300,
+    "pipeline_data": 400,
 }
 
 
@@ -184,7 +184,7 @@ def test_yaml_like_text_raises_only_config_error(text):
 SCALARS = (st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20)
            | st.binary(max_size=10) | st.dates() | st.datetimes(timezones=st.none() | st.just(datetime.timezone.utc)))
 DATA = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=4)
-                    | st.dictionaries(st.text(max_size=8) | st.integers(), inner, max_size=4), max_leaves=20)
+                    | st.dictionaries(st.text(max_size=8) | st.integers(), inner, max_size=4), max_leaves=8)
 SOURCE_TEXT = st.sampled_from(["pkg.mod.Cls", "pkg.mod.Cls@e9448e0abbc6f03252578ca877bc80c94f137edd",
                                "zgit.steps.X@zgit_0.1.0", "bad", "a..b", "../x.Y"]) | st.text(max_size=20)
 STEP = st.fixed_dictionaries({"source": SOURCE_TEXT | DATA}, optional={"args": DATA | st.dictionaries(
