@@ -1,6 +1,6 @@
 """``zgit demo``: the ZenML git-pinning example, end to end, in a throwaway repository.
 
-It builds a git repository in a temporary directory (with pygit2; no git program
+It builds a git repository in a temporary directory (through zgit.gitrepo; no git program
 needed), writes a user trainer ``trainers/my_awesome_trainer/my_trainer_step.py``,
 commits it, runs a :class:`~zgit.pipelines.TrainingPipeline` made of zgit's built-in
 steps and that trainer, and prints the stored YAML (built-ins pinned ``@zgit_<version>``,
@@ -18,7 +18,6 @@ import shutil
 import sys
 import tempfile
 import textwrap
-import time
 from pathlib import Path
 from typing import Any, Dict, TextIO, Tuple
 
@@ -84,15 +83,7 @@ def _write(root: Path, relpath: str, text: str) -> None:
 
 
 def _commit(git: Any, message: str) -> str:
-    import pygit2
-
-    index = git.index
-    index.add_all()
-    index.write()
-    tree = index.write_tree()
-    signature = pygit2.Signature(_AUTHOR[0], _AUTHOR[1], int(time.time()), 0)
-    parents = [] if git.head_is_unborn else [git.head.target]
-    return str(git.create_commit("HEAD", signature, signature, message, tree, parents))
+    return git.commit_all(message, *_AUTHOR)
 
 
 def _snapshot(root: Path) -> Dict[str, bytes]:
@@ -109,7 +100,7 @@ def _snapshot(root: Path) -> Dict[str, bytes]:
 
 
 def _status(git: Any) -> Dict[str, int]:
-    return {path: int(flags) for path, flags in git.status().items()}
+    return git.status()
 
 
 def _metrics_text(bundle: Dict[str, Any]) -> str:
@@ -130,9 +121,8 @@ def run_demo(keep: bool = False, out: TextIO = sys.stdout) -> int:
 
     ``keep``: leave the temporary repository in place (its path is printed).
     """
-    import pygit2
-
     from zgit.distributions import installed_version
+    from zgit.gitrepo import init_repository
     from zgit.pipelines import TrainingPipeline
     from zgit.repository import Repository
     from zgit.steps.data import SyntheticData
@@ -156,7 +146,7 @@ def run_demo(keep: bool = False, out: TextIO = sys.stdout) -> int:
         say()
 
         # 1. A repository with a user trainer, committed.
-        git = pygit2.init_repository(str(root), initial_head="main")
+        git = init_repository(root)
         Repository.init(root)
         _write(root, ".gitignore", "__pycache__/\n*.pyc\n")
         _write(root, "trainers/__init__.py", "")

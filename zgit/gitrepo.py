@@ -284,6 +284,25 @@ class GitRepo:
         return self.resolve_commit(rev)
 
 
+    # -- writing (the demo's throwaway repositories) ---------------------------------------
+
+    def commit_all(self, message: str, name: str, email: str) -> str:
+        """Stage every file of the work tree (as ``git add -A``) and commit it on HEAD."""
+        with self._lock:
+            index = self._repo.index
+            index.add_all()
+            index.write()
+            tree = index.write_tree()
+            signature = pygit2.Signature(name, email)
+            parents = [] if self._repo.head_is_unborn else [self._repo.head.target]
+            return str(self._repo.create_commit("HEAD", signature, signature, message, tree, parents))
+
+    def status(self) -> Dict[str, int]:
+        """Every path whose state differs from HEAD or the index, with libgit2's flags
+        (a whole-repository status: for reports, never on a hot path)."""
+        with self._lock:
+            return {path: int(flags) for path, flags in self._repo.status().items()}
+
 def _matches(full: str, st: os.stat_result, entry: Entry) -> bool:
     if stat.S_ISLNK(st.st_mode):
         if not entry.is_link:
@@ -325,6 +344,12 @@ def _walk_files(base: str, directory: str, gitlinks, pruned) -> Iterator[Tuple[s
 @functools.lru_cache(maxsize=256)
 def _open_cached(git_dir: str) -> GitRepo:
     return GitRepo(git_dir)
+
+
+def init_repository(path: "str | os.PathLike[str]", branch: str = "main") -> GitRepo:
+    """Create a git repository with a work tree at ``path`` and open it."""
+    created = pygit2.init_repository(os.fspath(path), initial_head=branch)
+    return _open_cached(os.path.realpath(created.path))
 
 
 def open_repo(path: "str | os.PathLike[str] | None" = None) -> GitRepo:
