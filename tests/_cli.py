@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-from tests._git import GIT_ENV, GitRepoDir
+from tests.conftest import WorkTree, git_env
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -30,7 +30,7 @@ class Result:
 
 
 def zgit_env(**extra: str) -> Dict[str, str]:
-    env = dict(os.environ, **GIT_ENV)
+    env = git_env()
     env.pop("NO_COLOR", None)
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     env.update(extra)
@@ -99,7 +99,7 @@ class Project:
     def __init__(self, path: Path) -> None:
         path.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self.repo = GitRepoDir(path)
+        self.repo = WorkTree(path)
         self.write("trainers/__init__.py", "")
         self.write("trainers/mine/__init__.py", "")
         self.write("trainers/mine/helper.py", "HELPER = 1\n")

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import sys
-from pathlib import Path
 from typing import List
 
 import pytest
 
-from tests._git import GitRepoDir
+from tests.conftest import WorkTree
 
 TRAINER = '''\
 from zgit import BaseStep
@@ -30,14 +27,14 @@ class MyAwesomeTrainer(BaseStep):
 '''
 
 
-def write_version(repo: GitRepoDir, version: int) -> None:
+def write_version(repo: WorkTree, version: int) -> None:
     repo.write("trainers/__init__.py", "")
     repo.write("trainers/my_awesome_trainer/__init__.py", "")
     repo.write("trainers/my_awesome_trainer/my_trainer_step.py", TRAINER.format(version=version))
     repo.write("trainers/my_awesome_trainer/helper.py", f"HELPER_VERSION = {version}\n")
 
 
-def build_history(repo: GitRepoDir, n: int) -> List[str]:
+def build_history(repo: WorkTree, n: int) -> List[str]:
     shas = []
     for version in range(n):
         write_version(repo, version)
@@ -50,21 +47,8 @@ SOURCE = "trainers.my_awesome_trainer.my_trainer_step.MyAwesomeTrainer"
 
 @pytest.fixture
 def repo(tmp_path, monkeypatch):
-    """A git repository (cwd) whose imports are undone after the test."""
+    """A git repository, the current directory for the test (conftest restores the rest)."""
     path = tmp_path / "project"
     path.mkdir()
     monkeypatch.chdir(path)
-    before = set(sys.modules)
-    saved_path = list(sys.path)
-    yield GitRepoDir(path)
-    sys.path[:] = saved_path
-    root = str(path)
-    for name in set(sys.modules) - before:
-        module = sys.modules.get(name)
-        if "@" in name or root in str(getattr(module, "__file__", "") or "") or root in str(
-            getattr(module, "__path__", "")
-        ):
-            sys.modules.pop(name, None)
-    from zgit.loader import forget_loaded
-
-    forget_loaded()
+    return WorkTree(path)

@@ -165,6 +165,10 @@ class WorkTree:
     def snapshot(self) -> Dict[str, Tuple[bytes, int]]:
         return snapshot(self.path)
 
+    def index_bytes(self) -> bytes:
+        """The index as git lists it (paths, modes, blob ids), independent of stat data."""
+        return self.git("ls-files", "-s").encode()
+
     def __fspath__(self) -> str:
         return str(self.path)
 

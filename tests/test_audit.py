@@ -441,9 +441,9 @@ def test_audit_reads_yaml_exactly_as_the_loader_does(raw, tmp_path):
 
 def test_repository_without_pipelines_audits_empty(tmp_path):
     (tmp_path / "bare").mkdir()
-    from tests._git import GitRepoDir
+    from tests.conftest import WorkTree
 
-    repo = GitRepoDir(tmp_path / "bare")
+    repo = WorkTree(tmp_path / "bare")
     result = zgit("audit", cwd=repo.path)
     assert result.returncode == 0 and result.stdout.startswith("no pipeline files found"), str(result)
     assert audit_paths(None, repo=repo.path).to_dict() == {"files": [], "summary": {

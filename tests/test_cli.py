@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from tests._cli import ROOT, TRAINER, Project, assert_no_traceback, command, zgit, zgit_env, zgit_many
-from tests._git import GitRepoDir
+from tests.conftest import WorkTree
 
 COMMANDS = ("audit", "init", "resolve", "show", "load", "pipelines", "pin", "recover", "demo")
 
@@ -70,7 +70,7 @@ def test_console_script_is_installed_and_runs(tmp_path):
 
 def test_init(tmp_path):
     (tmp_path / "fresh").mkdir()
-    repo = GitRepoDir(tmp_path / "fresh")
+    repo = WorkTree(tmp_path / "fresh")
     outside = tmp_path / "not-a-repo"
     outside.mkdir()
     first = zgit("init", cwd=repo.path)
@@ -83,7 +83,7 @@ def test_init(tmp_path):
     assert len(nowhere.stderr.strip().splitlines()) == 1
 
 
-def _ambiguous_prefix(repo: GitRepoDir, sha: str) -> str:
+def _ambiguous_prefix(repo: WorkTree, sha: str) -> str:
     """Write a blob whose id shares ``sha``'s first 5 hex digits; return that prefix."""
     prefix = sha[:5]
     n = 0
@@ -183,7 +183,7 @@ def test_pipelines_lists_names_files_and_status(project: Project):
     assert "1 dist" in lines["Loose One"]
     assert "pipelines/junk.yaml" in lines["-"] and "bad-yaml" in lines["-"]
     (p.path.parent / "empty").mkdir()
-    empty = GitRepoDir(p.path.parent / "empty")
+    empty = WorkTree(p.path.parent / "empty")
     none = zgit("pipelines", cwd=empty.path)
     assert none.returncode == 0 and "no pipelines" in none.stdout
 

@@ -26,7 +26,7 @@ from zgit import distributions as dists
 from zgit.distributions import distribution_pin, installed_version, load_distribution_source
 from zgit.errors import VersionMismatchWarning
 from zgit.source import normalize_dist_name
-from tests._git import GitRepoDir
+from tests.conftest import WorkTree
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -403,7 +403,7 @@ def test_zgit_builtins_resolve_to_the_zgit_version_editable(env, tmp_path):
     from zgit.steps.trainer import LeastSquaresTrainer
 
     (tmp_path / "project").mkdir()
-    repo = GitRepoDir(tmp_path / "project")
+    repo = WorkTree(tmp_path / "project")
     repo.commit("empty")
     for cls in (RandomSplit, LeastSquaresTrainer, Evaluator):
         source = zgit.resolve_source(cls, repo=repo.path)
@@ -431,7 +431,7 @@ def test_old_zenml_pipeline_yaml(env, tmp_path):
     install(v014, "zenml", "0.1.4", zenml)
     install(v020, "zenml", "0.2.0", zenml)
     (tmp_path / "project").mkdir()
-    repo = GitRepoDir(tmp_path / "project")
+    repo = WorkTree(tmp_path / "project")
     repo.write("pipelines/old.yaml", textwrap.dedent('''\
         version: '1'
         name: Old ZenML Pipeline

@@ -24,7 +24,7 @@ from zgit.steps.data import SyntheticData
 from zgit.steps.evaluator import Evaluator
 from zgit.steps.preprocessing import StandardScaler
 from zgit.steps.split import RandomSplit
-from tests._git import GitRepoDir
+from tests.conftest import WorkTree
 
 NAME = "My Awesome Pipeline"
 MODULE = "trainers.my_awesome_trainer.my_trainer_step"
@@ -51,7 +51,7 @@ class MyAwesomeTrainer(LeastSquaresTrainer):
 '''
 
 
-def write_trainer(repo: GitRepoDir, version: int, ridge: float) -> None:
+def write_trainer(repo: WorkTree, version: int, ridge: float) -> None:
     repo.write(".gitignore", "__pycache__/\n*.pyc\n")
     repo.write("trainers/__init__.py", "")
     repo.write("trainers/my_awesome_trainer/__init__.py", "")
@@ -66,7 +66,7 @@ def project(tmp_path):
     saved_path = list(sys.path)
     before = set(sys.modules)
     sys.path.insert(0, str(path))
-    yield GitRepoDir(path)
+    yield WorkTree(path)
     sys.path[:] = saved_path
     for name in set(sys.modules) - before:
         module = sys.modules.get(name)
@@ -98,7 +98,7 @@ def import_working():
     return importlib.import_module(MODULE)
 
 
-def run_and_save(project: GitRepoDir):
+def run_and_save(project: WorkTree):
     write_trainer(project, 1, 0.0)
     sha1 = project.commit("trainer v1")
     v1 = import_working()

@@ -1,0 +1,46 @@
+"""scripts/bench.py --quick runs and writes every figure (no timing assertions: ever)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "scripts" / "bench.py"
+
+PIN_CHECK_KEYS = {"zgit_ms", "legacy_ms", "git_cli_ms"}
+LOAD_KEYS = {"checkout_ms", "legacy_ms", "plain_import_ms", "memory_ms", "repeat_us"}
+
+
+@pytest.mark.slow
+def test_bench_quick_writes_every_key(tmp_path):
+    pytest.importorskip("git", reason="the benchmark's legacy baseline needs GitPython (extra 'bench')")
+    out = tmp_path / "bench.json"
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    result = subprocess.run(
+        [sys.executable, str(BENCH), "--quick", "--json", str(out), "--tmpdir", str(tmp_path)],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Targets" in result.stdout
+
+    figures = json.loads(out.read_text())
+    assert set(figures["pin_check"]) == {"1000"}
+    assert PIN_CHECK_KEYS <= set(figures["pin_check"]["1000"])
+    for key in PIN_CHECK_KEYS:
+        assert figures["pin_check"]["1000"][key] > 0
+    assert LOAD_KEYS <= set(figures["load"])
+    for key in LOAD_KEYS:
+        assert figures["load"][key] > 0
+    assert figures["hook"]["unrelated_import_ratio"] > 0
+    audit = figures["audit"]
+    if audit != "not available":
+        assert {"files", "steps", "seconds"} <= set(audit)
+    assert figures["targets"]
+    for target in figures["targets"].values():
+        assert target["met"] in (True, False, None)
