@@ -1,0 +1,1087 @@
+#!/usr/bin/env python3
+"""zgit's performance claims, measured as ratios against baselines in the same run.
+
+    python scripts/bench.py                 # full run: 1k, 20k and 100k-file repositories
+    python scripts/bench.py --quick         # smoke mode (1k files, few repeats; < 30 s)
+    python scripts/bench.py --json out.json # also write the figures
+    python scripts/bench.py --profile       # also cProfile zgit's hot paths
+
+What is measured (issues 2, 3, 5 and 7):
+
+* **pin check** -- ``open_repo(root).dirty_paths("pkg/mod")`` on generated repositories of
+  1k, 20k and 100k files with a 10-file module directory, against (a) the original ZenML
+  git wrapper's algorithm (GitPython: for every file of the module directory
+  ``git check-ignore``, ``index.diff(None)``, ``index.diff('HEAD')`` and
+  ``ls-files --others --exclude-standard`` over the whole repository) and (b)
+  ``git status --porcelain -- pkg/mod`` in a subprocess.
+* **load** of a pin 25 commits back (a ~150-line step module that imports a helper):
+  zgit's checkout strategy, the legacy sequence (``git checkout <sha> -- <dir>``, import,
+  ``git reset -q HEAD <dir>``, ``git checkout -- <dir>``), zgit's memory strategy, a plain
+  import of the same module from disk with bytecode off, and a repeated ``load_source``
+  of a loaded pin; also what compiling the pin's files costs (every load above pays it)
+  and what unmarshalling their code objects would cost instead.  Full mode adds checkout
+  against legacy in a repository of 20k more files.
+* **hook**: importing 200 fresh unrelated modules in processes with and without
+  ``import zgit`` (zgit's import hook must cost nothing measurable), in CPU time; also
+  within one process with zgit's finders taken out and put back, and the direct cost of
+  zgit's finder per import.
+* **audit**: ``scripts/bench_audit.py`` (1,000 YAML files x 5 steps over 20 pins).
+
+Machines are shared and noisy: every figure is a median over repeats, the contenders of
+one comparison run interleaved (round-robin, rotating order, repeats spread evenly) after
+a warm-up, and targets are judged on ratios within the run, never on absolute times.
+In-process work is also reported in CPU time, which leaves out the time the process
+spent preempted by others.  Repositories are built by the shared fixture builder
+(fixtures/builder.py) in temporary directories and removed afterwards; the pin-check
+ones go to ``/dev/shm`` when it has room (creating 100k files on a busy disk takes
+minutes; the measured operations read warm caches either way), override with --tmpdir.
+The load benchmark's repository stays on the ordinary temporary directory's disk, since
+the checkout strategy and the legacy sequence write files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import gc
+import importlib
+import io
+import json
+import os
+import platform
+import pstats
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+# Every git process of the benchmark (the CLI contender and GitPython's) sees the same
+# neutral configuration: no user or system config (fsmonitor, hooks, ...).
+GIT_ENV = {
+    "GIT_CONFIG_GLOBAL": os.devnull,
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "GIT_AUTHOR_NAME": "zgit bench",
+    "GIT_AUTHOR_EMAIL": "bench@zgit.invalid",
+    "GIT_COMMITTER_NAME": "zgit bench",
+    "GIT_COMMITTER_EMAIL": "bench@zgit.invalid",
+    "GIT_AUTHOR_DATE": "2024-01-01T00:00:00Z",
+    "GIT_COMMITTER_DATE": "2024-01-01T00:00:00Z",
+}
+os.environ.update(GIT_ENV)
+os.environ.pop("ZGIT_LOADER_STRATEGY", None)
+os.environ.pop("GIT_DIR", None)
+os.environ.pop("GIT_WORK_TREE", None)
+
+MODULE_DIR = "pkg/mod"
+
+
+def log(*parts: object) -> None:
+    print(*parts, file=sys.stderr, flush=True)
+
+
+def git(cwd: Path, *args: str, input: Optional[bytes] = None) -> str:
+    result = subprocess.run(["git", *args], cwd=cwd, input=input, capture_output=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"git {' '.join(args)} failed in {cwd}: {result.stderr.decode(errors='replace')}")
+    return result.stdout.decode()
+
+
+# -- measuring ----------------------------------------------------------------------------
+
+
+_last_cpu = [0.0]
+
+
+def timed(fn: Callable[[], object]) -> float:
+    """Seconds one call of ``fn`` takes (wall clock), with the cycle collector held off
+    during it.  The CPU time this thread spent in it is kept too (see :func:`interleave`):
+    for work done in this process it is the same measure with less of the machine's noise
+    (time spent preempted by other processes is not in it)."""
+    gc.disable()
+    try:
+        cpu = time.thread_time()
+        started = time.perf_counter()
+        fn()
+        wall = time.perf_counter() - started
+        _last_cpu[0] = time.thread_time() - cpu
+        return wall
+    finally:
+        gc.enable()
+
+
+class Contender:
+    """One side of a comparison: ``measure()`` returns seconds (setup stays untimed)."""
+
+    def __init__(self, name: str, measure: Callable[[], float], repeats: int, warmup: int = 1) -> None:
+        self.name = name
+        self.measure = measure
+        self.repeats = repeats
+        self.warmup = warmup
+
+
+def interleave(contenders: Sequence[Contender], cpu: Optional[Dict[str, List[float]]] = None) -> Dict[str, List[float]]:
+    """Run the contenders round-robin in rotating order, each one's repeats spread evenly
+    over the rounds, after their warm-ups; returns every contender's times (wall clock).
+    ``cpu``, when given, receives this thread's CPU times of the same calls."""
+    active = [c for c in contenders if c.repeats > 0]
+    for c in active:
+        for _ in range(c.warmup):
+            c.measure()
+    rounds = max((c.repeats for c in active), default=0)
+    times: Dict[str, List[float]] = {c.name: [] for c in contenders}
+    for r in range(rounds):
+        shift = r % len(active)
+        for c in active[shift:] + active[:shift]:
+            if (r + 1) * c.repeats // rounds > r * c.repeats // rounds:
+                times[c.name].append(c.measure())
+                if cpu is not None:
+                    cpu.setdefault(c.name, []).append(_last_cpu[0])
+    return times
+
+
+def median(values: Sequence[float]) -> Optional[float]:
+    return statistics.median(values) if values else None
+
+
+# -- building repositories ---------------------------------------------------------------
+
+
+def build(root: Path, spec: dict) -> List[str]:
+    """Build ``spec`` at ``root`` with the shared fixture builder (fixtures/builder.py:
+    git fast-import, fixed identity and dates, so stable SHAs); returns the commit shas,
+    oldest first.  The index is then refreshed a second later, so that no entry is
+    "racily clean" (git would re-hash those files on every status or diff)."""
+    from fixtures.builder import build_repo
+
+    shas = build_repo(root, spec)["shas"]
+    time.sleep(1.05 - time.time() % 1)
+    git(root, "update-index", "-q", "--refresh")
+    return shas
+
+
+_MOD_FILE = '''\
+"""Module {name} of the benchmark's module directory."""
+
+import math
+
+WEIGHTS = {weights}
+
+
+def score_{name}(values):
+    """A weighted sum, clipped."""
+    total = 0.0
+    for value, weight in zip(values, WEIGHTS):
+        total += value * weight
+    return max(-1.0, min(1.0, math.tanh(total)))
+'''
+
+
+def big_repo_spec(n_files: int) -> dict:
+    """``n_files`` files in all: the 10-file module directory ``pkg/mod``,
+    ``pkg/__init__.py``, ``.gitignore``, and filler files under ``lib/`` (100 a directory)."""
+    files: Dict[str, str] = {
+        ".gitignore": "__pycache__/\n*.pyc\n*.log\n/build/\n",
+        "pkg/__init__.py": '"""The benchmark package."""\n',
+    }
+    names = ["__init__", "step", "helper"] + [f"part{k}" for k in range(7)]
+    for k, name in enumerate(names):
+        weights = ", ".join(str((k * 7 + j) % 13 / 10) for j in range(40))
+        files[f"{MODULE_DIR}/{name}.py"] = _MOD_FILE.format(name=name, weights=f"[{weights}]")
+    return {
+        "filler": {"count": max(n_files - len(files), 0), "dir": "lib", "per_dir": 100},
+        "commits": [{"message": f"a repository of {n_files} files", "files": files}],
+    }
+
+
+# -- the legacy pin check (the original ZenML git wrapper) ------------------------------
+
+
+class LegacyGitWrapper:
+    """The clean check of ZenML's original ``GitWrapper`` (``check_module_clean`` and
+    ``check_file_committed``), re-implemented faithfully over GitPython: for every entry
+    of the module directory, ``git check-ignore`` it, then list the whole repository's
+    unstaged changes, staged changes and untracked files and look for it there."""
+
+    def __init__(self, repo_path: Path) -> None:
+        import git as gitpython  # GitPython (extra "bench")
+
+        self.repo_path = str(repo_path)
+        self.git_repo = gitpython.Repo(self.repo_path)
+        self._bad_name = importlib.import_module("gitdb.exc").BadName
+        assert not self.git_repo.bare
+
+    def check_file_committed(self, file_path: str) -> bool:
+        uncommitted_files = [i.a_path for i in self.git_repo.index.diff(None)]
+        try:
+            staged_files = [i.a_path for i in self.git_repo.index.diff("HEAD")]
+        except self._bad_name:
+            staged_files = []
+        untracked_files = self.git_repo.git.ls_files(others=True, exclude_standard=True).split("\n")
+        for item in uncommitted_files + staged_files + untracked_files:
+            if file_path == item:
+                return False
+        return True
+
+    def check_module_clean(self, module_dir: str) -> bool:
+        mod_abs_dir = os.path.join(self.repo_path, module_dir)
+        for file_name in os.listdir(mod_abs_dir):
+            path = os.path.join(module_dir, file_name)
+            if len(self.git_repo.ignored(path)) > 0:
+                continue
+            # (the original warns here about sub-directories: a flat directory only)
+            if not self.check_file_committed(path):
+                return False
+        return True
+
+
+# -- pin check ---------------------------------------------------------------------------
+
+
+def git_status_dirty(root: Path, module_dir: str) -> List[str]:
+    out = subprocess.run(
+        ["git", "status", "--porcelain", "--", module_dir], cwd=root, capture_output=True, check=True
+    ).stdout.decode()
+    return [line[3:] for line in out.splitlines() if line]
+
+
+def check_agreement(root: Path, legacy: Optional[LegacyGitWrapper], dirty_too: bool) -> None:
+    """All contenders call the module directory clean (and, with ``dirty_too``, dirty
+    after a file of it changes): they answer the same question."""
+    from zgit.gitrepo import open_repo
+
+    def answers():
+        return (
+            open_repo(root).dirty_paths(MODULE_DIR),
+            git_status_dirty(root, MODULE_DIR),
+            legacy.check_module_clean(MODULE_DIR) if legacy is not None else None,
+        )
+
+    z, cli, old = answers()
+    if z or cli or old is False:
+        raise AssertionError(f"the module directory should be clean: zgit {z}, git {cli}, legacy {old}")
+    if not dirty_too:
+        return
+    target = root / MODULE_DIR / "part3.py"
+    original = target.read_bytes()
+    target.write_bytes(original + b"# edited\n")
+    try:
+        z, cli, old = answers()
+        if z != [f"{MODULE_DIR}/part3.py"] or not cli or old is not False:
+            raise AssertionError(f"an edited file should be dirty: zgit {z}, git {cli}, legacy {old}")
+    finally:
+        target.write_bytes(original)
+        time.sleep(1.05 - time.time() % 1)
+        git(root, "update-index", "-q", "--refresh")
+
+
+def bench_pin_check(base: Path, sizes: Sequence[int], quick: bool, profile: Optional[dict]) -> dict:
+    from zgit.gitrepo import open_repo
+
+    results: dict = {}
+    for n_files in sizes:
+        root = base / f"big{n_files}"
+        started = time.perf_counter()
+        build(root, big_repo_spec(n_files))
+        log(f"[pin check] built a repository of {n_files} files in {time.perf_counter() - started:.1f} s")
+        try:
+            legacy: Optional[LegacyGitWrapper] = LegacyGitWrapper(root)
+        except ImportError:  # GitPython is the extra "bench"
+            legacy = None
+            log("[pin check] GitPython is not installed (pip install -e '.[bench]'): no legacy baseline")
+        check_agreement(root, legacy, dirty_too=(n_files == sizes[0]))
+
+        if quick:
+            reps = {"zgit": 40, "cli": 10, "legacy": 2}
+        else:
+            reps = {"zgit": 300, "cli": 40, "legacy": 5 if n_files <= 1000 else 3 if n_files <= 20000 else 2}
+        legacy_warmup = 1 if n_files <= 20000 else 0
+
+        def zgit_check(root=root):
+            return timed(lambda: open_repo(root).dirty_paths(MODULE_DIR))
+
+        def cli_check(root=root):
+            return timed(lambda: git_status_dirty(root, MODULE_DIR))
+
+        def legacy_check(legacy=legacy):
+            return timed(lambda: legacy.check_module_clean(MODULE_DIR))
+
+        times = interleave([
+            Contender("zgit", zgit_check, reps["zgit"], warmup=5),
+            Contender("git_cli", cli_check, reps["cli"], warmup=2),
+            Contender("legacy", legacy_check, reps["legacy"] if legacy is not None else 0, warmup=legacy_warmup),
+        ])
+        entry = {
+            "zgit_ms": median(times["zgit"]) * 1e3,
+            "legacy_ms": median(times["legacy"]) * 1e3 if times["legacy"] else None,
+            "git_cli_ms": median(times["git_cli"]) * 1e3,
+            "repeats": {k: len(v) for k, v in times.items()},
+        }
+        results[str(n_files)] = entry
+        log(f"[pin check] {n_files}: zgit {entry['zgit_ms']:.3f} ms, git status {entry['git_cli_ms']:.2f} ms, "
+            f"legacy {entry['legacy_ms'] if entry['legacy_ms'] is None else round(entry['legacy_ms'], 1)} ms")
+        if profile is not None and n_files == (20000 if 20000 in sizes else sizes[-1]):
+            profile[f"pin check, {n_files} files (open_repo(root).dirty_paths, x500)"] = run_profile(
+                lambda: [open_repo(root).dirty_paths(MODULE_DIR) for _ in range(500)]
+            )
+        if legacy is not None:
+            legacy.git_repo.close()
+        shutil.rmtree(root, ignore_errors=True)
+    return results
+
+
+# -- loading a pin -----------------------------------------------------------------------
+
+HISTORY = 30
+PIN_BACK = 25
+LOAD_DIR = "trainers/my_trainer"
+LOAD_MODULE = "trainers.my_trainer.step"
+
+_STEP = '''\
+"""A trainer step: fits a small logistic-regression model with mini-batch SGD.
+
+Version {version} of the benchmark's step module (about 150 lines, one helper import).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, field
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+
+from zgit import BaseStep
+
+from .helper import batches, clip, sigmoid, standardize
+
+VERSION = {version}
+
+
+@dataclass
+class TrainerConfig:
+    """Hyper-parameters of the trainer."""
+
+    epochs: int = {epochs}
+    learning_rate: float = {lr}
+    batch_size: int = 32
+    l2: float = 1e-4
+    seed: int = 42
+    tolerance: float = 1e-6
+    metrics: List[str] = field(default_factory=lambda: ["accuracy", "log_loss"])
+
+    def validate(self) -> None:
+        if self.epochs <= 0:
+            raise ValueError("epochs must be positive")
+        if not 0 < self.learning_rate < 1:
+            raise ValueError("learning_rate must be in (0, 1)")
+        if self.batch_size <= 0:
+            raise ValueError("batch_size must be positive")
+
+
+@dataclass
+class Model:
+    """Weights of a fitted logistic regression."""
+
+    weights: List[float]
+    bias: float = 0.0
+    history: List[float] = field(default_factory=list)
+
+    def predict_proba(self, row: Sequence[float]) -> float:
+        z = self.bias + sum(w * x for w, x in zip(self.weights, row))
+        return sigmoid(clip(z, -30.0, 30.0))
+
+    def predict(self, row: Sequence[float]) -> int:
+        return int(self.predict_proba(row) >= 0.5)
+
+
+def log_loss(model: Model, rows: Sequence[Sequence[float]], labels: Sequence[int]) -> float:
+    total = 0.0
+    for row, label in zip(rows, labels):
+        p = min(max(model.predict_proba(row), 1e-12), 1 - 1e-12)
+        total -= label * math.log(p) + (1 - label) * math.log(1 - p)
+    return total / max(len(rows), 1)
+
+
+def accuracy(model: Model, rows: Sequence[Sequence[float]], labels: Sequence[int]) -> float:
+    hits = sum(int(model.predict(row) == label) for row, label in zip(rows, labels))
+    return hits / max(len(rows), 1)
+
+
+METRICS = {{"accuracy": accuracy, "log_loss": log_loss}}
+
+
+class Trainer(BaseStep):
+    """Fits a :class:`Model` on ``(rows, labels)`` and reports its metrics."""
+
+    version = VERSION
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.config = TrainerConfig(**kwargs)
+        self.config.validate()
+        self.model: Optional[Model] = None
+
+    def _gradient(self, model: Model, rows, labels) -> Tuple[List[float], float]:
+        grad_w = [0.0] * len(model.weights)
+        grad_b = 0.0
+        for row, label in zip(rows, labels):
+            error = model.predict_proba(row) - label
+            for j, x in enumerate(row):
+                grad_w[j] += error * x
+            grad_b += error
+        n = max(len(rows), 1)
+        l2 = self.config.l2
+        return [g / n + l2 * w for g, w in zip(grad_w, model.weights)], grad_b / n
+
+    def fit(self, rows: Sequence[Sequence[float]], labels: Sequence[int]) -> Model:
+        config = self.config
+        rng = random.Random(config.seed)
+        rows = standardize(rows)
+        model = Model(weights=[0.0] * (len(rows[0]) if rows else 0))
+        previous = math.inf
+        for epoch in range(config.epochs):
+            order = list(range(len(rows)))
+            rng.shuffle(order)
+            for batch in batches(order, config.batch_size):
+                batch_rows = [rows[i] for i in batch]
+                batch_labels = [labels[i] for i in batch]
+                grad_w, grad_b = self._gradient(model, batch_rows, batch_labels)
+                model.weights = [w - config.learning_rate * g for w, g in zip(model.weights, grad_w)]
+                model.bias -= config.learning_rate * grad_b
+            loss = log_loss(model, rows, labels)
+            model.history.append(loss)
+            if abs(previous - loss) < config.tolerance:
+                break
+            previous = loss
+        self.model = model
+        return model
+
+    def evaluate(self, rows, labels) -> Dict[str, float]:
+        if self.model is None:
+            raise RuntimeError("fit() first")
+        rows = standardize(rows)
+        return {{name: METRICS[name](self.model, rows, labels) for name in self.config.metrics}}
+
+    def run(self, data):
+        rows, labels = data
+        self.fit(rows, labels)
+        return {{"model": self.model, "metrics": self.evaluate(rows, labels), "version": VERSION}}
+
+
+def make_dataset(n: int = 200, features: int = 4, seed: int = 0) -> Tuple[List[List[float]], List[int]]:
+    """A separable toy dataset, for smoke tests of the step."""
+    rng = random.Random(seed)
+    rows = [[rng.gauss(0, 1) for _ in range(features)] for _ in range(n)]
+    labels = [int(sum(row) > 0) for row in rows]
+    return rows, labels
+
+
+def describe(rows: Iterable[Sequence[float]]) -> Dict[str, float]:
+    values = [x for row in rows for x in row]
+    if not values:
+        return {{"count": 0}}
+    mean = sum(values) / len(values)
+    var = sum((x - mean) ** 2 for x in values) / len(values)
+    return {{"count": len(values), "mean": mean, "std": math.sqrt(var)}}
+'''
+
+_HELPER = '''\
+"""Helpers of the trainer step (revision {revision})."""
+
+import math
+from typing import Iterator, List, Sequence
+
+REVISION = {revision}
+
+
+def sigmoid(z: float) -> float:
+    return 1.0 / (1.0 + math.exp(-z))
+
+
+def clip(value: float, low: float, high: float) -> float:
+    return max(low, min(high, value))
+
+
+def batches(items: Sequence[int], size: int) -> Iterator[List[int]]:
+    for start in range(0, len(items), size):
+        yield list(items[start:start + size])
+
+
+def standardize(rows: Sequence[Sequence[float]]) -> List[List[float]]:
+    if not rows:
+        return []
+    columns = list(zip(*rows))
+    means = [sum(c) / len(c) for c in columns]
+    stds = [math.sqrt(sum((x - m) ** 2 for x in c) / len(c)) or 1.0 for c, m in zip(columns, means)]
+    return [[(x - m) / s for x, m, s in zip(row, means, stds)] for row in rows]
+'''
+
+
+def trainer_history_spec(commits: int = HISTORY) -> dict:
+    """The step module ``trainers/my_trainer/step.py`` changes in every one of ``commits``
+    commits (its module ``VERSION`` is the commit's number), its helper in every fourth."""
+    history: List[dict] = []
+    for version in range(commits):
+        files: Dict[str, str] = {
+            f"{LOAD_DIR}/step.py": _STEP.format(version=version, epochs=10 + version, lr=0.01 + version / 1000)
+        }
+        if version % 4 == 0:
+            files[f"{LOAD_DIR}/helper.py"] = _HELPER.format(revision=version)
+        if version == 0:
+            files.update({
+                ".gitignore": "__pycache__/\n*.pyc\n",
+                "README.md": "# A project with a pinned trainer\n",
+                "trainers/__init__.py": '"""Trainers."""\n',
+                f"{LOAD_DIR}/__init__.py": '"""The trainer step module directory."""\n',
+                "preprocessing/__init__.py": "",
+                "preprocessing/scaler/__init__.py": "",
+                "preprocessing/scaler/step.py": "class Scaler:\n    pass\n",
+            })
+        history.append({"message": f"trainer v{version}", "files": files})
+    return {"commits": history}
+
+
+def _drop_modules(prefix: str) -> None:
+    for name in [n for n in sys.modules if n == prefix or n.startswith(prefix + ".")]:
+        del sys.modules[name]
+
+
+def _drop_bytecode(root: Path) -> None:
+    for cache in root.rglob("__pycache__"):
+        shutil.rmtree(cache, ignore_errors=True)
+
+
+def bench_load(base: Path, quick: bool, profile: Optional[dict], filler: int = 0) -> dict:
+    """Load the pin 25 commits back in the trainer-history repository.
+
+    With ``filler`` the repository also holds that many unrelated files, and only the
+    checkout strategy and the legacy sequence are measured (the legacy sequence's git
+    commands read and write the whole index; zgit's checkout touches the module directory).
+    """
+    import zgit
+    from zgit.loader import forget_loaded, load_source
+
+    root = base / (f"trainer{filler}" if filler else "trainer")
+    spec = trainer_history_spec()
+    if filler:
+        spec["filler"] = {"count": filler, "dir": "lib", "per_dir": 100}
+    shas = build(root, spec)
+    pin = shas[-1 - PIN_BACK]
+    pin_version = len(shas) - 1 - PIN_BACK
+    source = f"{LOAD_MODULE}.Trainer@{pin}"
+    repository = zgit.Repository(root)
+    package = LOAD_MODULE.rsplit(".", 1)[0]
+    sys.dont_write_bytecode = True
+    sys.path.insert(0, str(root))
+    _drop_bytecode(root / "trainers")
+    importlib.import_module("trainers")  # the real parent package, as zgit's loads leave it
+
+    def zgit_load(strategy: str) -> Callable[[], float]:
+        def measure() -> float:
+            forget_loaded()
+            seconds = timed(lambda: load_source(source, repo=repository, strategy=strategy))
+            assert load_source(source, repo=repository).version == pin_version
+            return seconds
+        return measure
+
+    def legacy() -> float:
+        _drop_modules(package)
+        importlib.invalidate_caches()
+
+        def sequence():
+            git(root, "checkout", pin, "--", LOAD_DIR)
+            try:
+                return importlib.import_module(LOAD_MODULE).Trainer
+            finally:
+                git(root, "reset", "-q", "HEAD", LOAD_DIR)
+                git(root, "checkout", "--", LOAD_DIR)
+
+        seconds = timed(sequence)
+        assert sys.modules[LOAD_MODULE].Trainer.version == pin_version
+        return seconds
+
+    def plain() -> float:
+        _drop_modules(package)
+        _drop_bytecode(root / LOAD_DIR)
+        seconds = timed(lambda: importlib.import_module(LOAD_MODULE).Trainer)
+        assert sys.modules[LOAD_MODULE].Trainer.version == len(shas) - 1
+        return seconds
+
+    # What any load that compiles pays: compiling the three files of the module
+    # directory at the pin (step module, helper, package __init__), nothing else.
+    sources = [
+        (repository.git.read(pin, f"{LOAD_DIR}/{name}.py"), f"{LOAD_DIR}/{name}.py")
+        for name in ("__init__", "step", "helper")
+    ]
+
+    def compile_only() -> float:
+        return timed(lambda: [compile(data, path, "exec", dont_inherit=True) for data, path in sources])
+
+    # What a content-addressed bytecode cache would pay instead: unmarshalling the same
+    # code objects (a figure for the report; zgit compiles every load today).
+    import marshal
+
+    marshalled = [marshal.dumps(compile(data, path, "exec", dont_inherit=True)) for data, path in sources]
+
+    def unmarshal_only() -> float:
+        return timed(lambda: [marshal.loads(blob) for blob in marshalled])
+
+    n = 8 if quick else 60
+    cpu: Dict[str, List[float]] = {}
+    if filler:
+        contenders = [
+            Contender("checkout", zgit_load("checkout"), 30, warmup=2),
+            Contender("legacy", legacy, 10, warmup=1),
+        ]
+    else:
+        contenders = [
+            Contender("checkout", zgit_load("checkout"), n, warmup=2),
+            Contender("memory", zgit_load("memory"), n, warmup=2),
+            Contender("legacy", legacy, max(n // 2, 4), warmup=2),
+            Contender("plain_import", plain, n, warmup=2),
+            Contender("compile", compile_only, n, warmup=2),
+            Contender("unmarshal", unmarshal_only, n, warmup=2),
+        ]
+    times = interleave(contenders, cpu=cpu)
+    status = git(root, "status", "--porcelain", "--untracked-files=all")
+    if status:
+        raise AssertionError(f"the work tree changed during the load benchmark:\n{status}")
+
+    def cleanup() -> None:
+        forget_loaded()
+        _drop_modules("trainers")
+        sys.path.remove(str(root))
+        sys.dont_write_bytecode = False
+        shutil.rmtree(root, ignore_errors=True)
+
+    if filler:
+        cleanup()
+        return {
+            "files": len(spec["commits"][0]["files"]) + filler,
+            "tmpdir": str(base.parent),
+            "checkout_ms": median(times["checkout"]) * 1e3,
+            "legacy_ms": median(times["legacy"]) * 1e3,
+            "repeats": {k: len(v) for k, v in times.items()},
+        }
+
+    # A repeated load of a loaded pin: the same object, from the load cache.
+    forget_loaded()
+    first = load_source(source, repo=repository)
+    assert load_source(source, repo=repository) is first
+    batch = 2000 if quick else 20000
+
+    def repeat_with(repo_arg) -> Callable[[], float]:
+        def measure() -> float:
+            loop = range(batch)
+            return timed(lambda: [load_source(source, repo=repo_arg) for _ in loop]) / batch
+        return measure
+
+    repeats = interleave([
+        Contender("repository", repeat_with(repository), 5 if quick else 21),
+        Contender("path", repeat_with(str(root)), 5 if quick else 21),
+    ])
+
+    if profile is not None:
+        def loads(strategy: str, count: int):
+            for _ in range(count):
+                forget_loaded()
+                load_source(source, repo=repository, strategy=strategy)
+
+        profile["checkout load (x100)"] = run_profile(lambda: loads("checkout", 100))
+        profile["memory load (x300)"] = run_profile(lambda: loads("memory", 300))
+        load_source(source, repo=repository)
+        profile["repeated load (x200000)"] = run_profile(
+            lambda: [load_source(source, repo=repository) for _ in range(200000)]
+        )
+
+    cleanup()
+    return {
+        "checkout_ms": median(times["checkout"]) * 1e3,
+        "legacy_ms": median(times["legacy"]) * 1e3,
+        "plain_import_ms": median(times["plain_import"]) * 1e3,
+        "memory_ms": median(times["memory"]) * 1e3,
+        "repeat_us": median(repeats["repository"]) * 1e6,
+        "repeat_path_us": median(repeats["path"]) * 1e6,
+        "compile_ms": median(times["compile"]) * 1e3,
+        "unmarshal_ms": median(times["unmarshal"]) * 1e3,
+        # CPU time of the in-process contenders (the legacy one runs git in subprocesses)
+        "cpu_ms": {name: median(cpu[name]) * 1e3 for name in ("checkout", "memory", "plain_import", "compile")},
+        "pin_commits_back": PIN_BACK,
+        "repeats": {k: len(v) for k, v in times.items()},
+    }
+
+
+# -- the import hook on unrelated imports -------------------------------------------------
+
+_HOOK_SCRIPT = '''\
+import gc, importlib, sys, time
+variant, directory, count, rounds = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+meta_before, hooks_before = list(sys.meta_path), list(sys.path_hooks)
+if variant == "with":
+    import zgit
+meta_after, hooks_after = list(sys.meta_path), list(sys.path_hooks)
+sys.path.insert(0, directory)
+names = ["unrelated_%03d" % i for i in range(count)]
+
+
+def hook(on):
+    # whatever importing zgit put on sys.meta_path and sys.path_hooks, in place or taken
+    # out (the same process, the same state otherwise)
+    sys.meta_path[:] = meta_after if on else [f for f in meta_after if f in meta_before]
+    sys.path_hooks[:] = hooks_after if on else [h for h in hooks_after if h in hooks_before]
+
+
+def one_round():
+    # CPU time of this process (preemption by the machine's other processes is not in
+    # it, the system calls of the imports are), and wall-clock time
+    gc.disable()
+    cpu = time.process_time()
+    started = time.perf_counter()
+    for name in names:
+        importlib.import_module(name)
+    elapsed = time.perf_counter() - started
+    cpu = time.process_time() - cpu
+    gc.enable()
+    for name in names:
+        del sys.modules[name]
+    return cpu, elapsed
+
+
+one_round()
+one_round()
+measured = [one_round() for _ in range(rounds)]
+plain = [cpu for cpu, _ in measured]
+wall = [elapsed for _, elapsed in measured]
+toggled = {True: [], False: []}
+if variant == "with":
+    for r in range(2 * rounds):
+        on = r % 4 in (0, 3)
+        hook(on)
+        toggled[on].append(one_round()[0])
+    hook(True)
+# The direct cost: the finders importing zgit put ahead of the one that finds ordinary
+# modules (PathFinder), asked for one unrelated name.  (Finders after it are consulted
+# only by imports that would fail anyway.)
+import importlib.machinery
+ahead = meta_after[:meta_after.index(importlib.machinery.PathFinder)]
+added = [f for f in ahead if f not in meta_before]
+calls = 20000
+started = time.perf_counter()
+for _ in range(calls):
+    for finder in added:
+        finder.find_spec("unrelated_000", None)
+finder_ns = (time.perf_counter() - started) / calls * 1e9
+print(repr({"plain": plain, "wall": wall, "on": toggled[True], "off": toggled[False], "finder_ns": finder_ns}))
+'''
+
+
+def bench_hook(base: Path, quick: bool) -> dict:
+    """Imports of 200 fresh unrelated modules (cached bytecode: the fastest, so the most
+    sensitive import path) in short processes with and without ``import zgit``, alternated
+    (a second series without zgit gives the noise floor); and, inside the processes with
+    zgit, rounds with zgit's finder and path hook taken out and put back (ABBA)."""
+    import ast
+
+    modules = base / "hook_modules"
+    modules.mkdir(parents=True, exist_ok=True)
+    count = 200
+    for i in range(count):
+        (modules / f"unrelated_{i:03d}.py").write_text(
+            f'"""Unrelated module {i}."""\nimport os\nVALUE = {i}\n\ndef f(x):\n    return x + VALUE\n'
+        )
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(modules)], check=True)
+    script = base / "hook_bench.py"
+    script.write_text(_HOOK_SCRIPT)
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    rounds = 6 if quick else 10
+    processes = 3 if quick else 15
+    runs: Dict[str, List[float]] = {"without": [], "with": [], "without_again": [], "on": [], "off": [],
+                                    "finder_ns": [], "ratio": [], "noise": []}
+    order = ["without", "with", "without_again"]
+    for p in range(processes):
+        this: Dict[str, float] = {}
+        for variant in order[p % 3:] + order[:p % 3]:
+            flag = "with" if variant == "with" else "without"
+            out = subprocess.run(
+                [sys.executable, str(script), flag, str(modules), str(count), str(rounds)],
+                env=env, capture_output=True, text=True, check=True, cwd=str(base),
+            ).stdout
+            figures = ast.literal_eval(out.strip())
+            this[variant] = median(figures["plain"])
+            this[variant + "_wall"] = median(figures["wall"])
+            runs[variant].extend(figures["plain"])
+            runs["on"].extend(figures["on"])
+            runs["off"].extend(figures["off"])
+            if flag == "with":
+                runs["finder_ns"].append(figures["finder_ns"])
+        # Ratios within one trio of processes run back to back: slow drifts of the
+        # machine's load cancel out.
+        runs["ratio"].append(this["with"] / this["without"])
+        runs["noise"].append(this["without_again"] / this["without"])
+        runs.setdefault("wall_ratio", []).append(this["with_wall"] / this["without_wall"])
+    without = median(runs["without"])
+    with_zgit = median(runs["with"])
+    shutil.rmtree(modules, ignore_errors=True)
+    return {
+        "unrelated_import_ratio": median(runs["ratio"]),
+        "noise_ratio": median(runs["noise"]),
+        "wall_clock_ratio": median(runs["wall_ratio"]),
+        "processes": processes,
+        "in_process_ratio": median(runs["on"]) / median(runs["off"]),
+        # zgit's finders asked once per import: their cost as a share of an import
+        "finder_ns_per_import": median(runs["finder_ns"]),
+        "finder_share": median(runs["finder_ns"]) * 1e-9 / (without / count),
+        "without_ms": without * 1e3,
+        "with_ms": with_zgit * 1e3,
+        "modules": count,
+    }
+
+
+# -- the audit -------------------------------------------------------------------------
+
+
+def bench_audit_figures(base: Path) -> object:
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        try:
+            from bench_audit import bench_audit  # type: ignore[import-not-found]
+        except ImportError:
+            return "not available"
+        flat = bench_audit(base)
+    finally:
+        sys.path.remove(str(ROOT / "scripts"))
+    nested: dict = {}
+    for key, value in flat.items():
+        parts = key.split(".")
+        if parts[0] == "audit":
+            parts = parts[1:]
+        node = nested
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return nested
+
+
+# -- profiles --------------------------------------------------------------------------
+
+
+def run_profile(fn: Callable[[], object], top: int = 14) -> str:
+    profiler = cProfile.Profile()
+    profiler.enable()
+    fn()
+    profiler.disable()
+    out = io.StringIO()
+    stats = pstats.Stats(profiler, stream=out)
+    stats.strip_dirs().sort_stats("tottime").print_stats(top)
+    lines = out.getvalue().splitlines()
+    start = next((i for i, line in enumerate(lines) if "ncalls" in line), 0)
+    head = next((line.strip() for line in lines if "function calls" in line), "")
+    return "\n".join([head] + lines[start:])
+
+
+# -- report ----------------------------------------------------------------------------
+
+
+def _ratio(a: Optional[float], b: Optional[float]) -> Optional[float]:
+    return a / b if a is not None and b else None
+
+
+def targets(results: dict) -> Dict[str, dict]:
+    out: Dict[str, dict] = {}
+
+    def add(name: str, value: Optional[float], op: str, bound: float, note: str = "") -> None:
+        if value is None:
+            out[name] = {"value": None, "target": f"{op} {bound:g}", "met": None, "note": note or "not measured"}
+            return
+        met = value >= bound if op == ">=" else value <= bound
+        out[name] = {"value": value, "target": f"{op} {bound:g}", "met": met}
+        if note:
+            out[name]["note"] = note
+
+    pin = results.get("pin_check", {})
+    p20 = pin.get("20000", {})
+    add("pin_check 20k: legacy / zgit", _ratio(p20.get("legacy_ms"), p20.get("zgit_ms")), ">=", 300)
+    add("pin_check 20k: git status / zgit", _ratio(p20.get("git_cli_ms"), p20.get("zgit_ms")), ">=", 5)
+    add("pin_check zgit: 100k / 1k", _ratio(pin.get("100000", {}).get("zgit_ms"), pin.get("1000", {}).get("zgit_ms")),
+        "<=", 1.5)
+    load = results.get("load", {})
+    ceiling = _ratio(load.get("legacy_ms"), load.get("memory_ms"))
+    add("load: legacy / checkout", _ratio(load.get("legacy_ms"), load.get("checkout_ms")), ">=", 20,
+        f"legacy / memory strategy, no disk writes at all: {ceiling:.1f}x" if ceiling else "")
+    big_load = load.get("in_big_repo")
+    if big_load:
+        add(f"load in {big_load['files']} files: legacy / checkout",
+            _ratio(big_load["legacy_ms"], big_load["checkout_ms"]), ">=", 20, "supplementary")
+    cpu = load.get("cpu_ms", {})
+    cpu_ratio = _ratio(cpu.get("memory"), cpu.get("plain_import"))
+    add("load: memory / plain import", _ratio(load.get("memory_ms"), load.get("plain_import_ms")), "<=", 1.0,
+        f"in CPU time: {cpu_ratio:.3f}" if cpu_ratio else "")
+    add("load: repeat (us)", load.get("repeat_us"), "<=", 10)
+    hook = results.get("hook", {})
+    ratio = hook.get("unrelated_import_ratio")
+    if ratio is not None:
+        # "Nothing measurable": no further from 1 than 3 % or twice the difference
+        # between two identical series without zgit, whichever is larger.
+        noise = abs(hook["noise_ratio"] - 1)
+        bound = 1 + max(0.03, 2 * noise)
+        add("hook: unrelated imports with / without zgit", ratio, "<=", round(bound, 3),
+            f"noise: without / without {hook['noise_ratio']:.3f}; zgit's finder "
+            f"{hook['finder_share'] * 100:.2f} % of an import")
+    audit = results.get("audit")
+    if isinstance(audit, dict):
+        add("audit: 1,000 files x 5 steps (s)", audit.get("seconds"), "<=", 1.0)
+    return out
+
+
+def render(results: dict) -> str:
+    def ms(value: Optional[float], unit: str = "ms") -> str:
+        if value is None:
+            return "-"
+        return f"{value:.3f} {unit}" if value < 10 else f"{value:.1f} {unit}"
+
+    def x(value: Optional[float]) -> str:
+        return "-" if value is None else f"{value:,.1f}x" if value >= 10 else f"{value:.2f}x"
+
+    lines = [f"zgit benchmark ({'quick' if results['meta']['quick'] else 'full'}): "
+             f"Python {results['meta']['python']}, {results['meta']['git']}, {results['meta']['cpus']} CPUs, "
+             f"load average {results['meta']['load_average']}", ""]
+    lines.append("Pin check (module directory pkg/mod, 10 files; medians)")
+    lines.append(f"  {'files':>7}  {'zgit':>10}  {'git status':>11}  {'legacy':>11}  {'legacy/zgit':>12}  {'git/zgit':>9}")
+    for n, entry in results["pin_check"].items():
+        lines.append(
+            f"  {int(n):>7}  {ms(entry['zgit_ms']):>10}  {ms(entry['git_cli_ms']):>11}  {ms(entry['legacy_ms']):>11}  "
+            f"{x(_ratio(entry['legacy_ms'], entry['zgit_ms'])):>12}  {x(_ratio(entry['git_cli_ms'], entry['zgit_ms'])):>9}"
+        )
+    load = results.get("load")
+    if load:
+        lines += ["", f"Loading a pin {load['pin_commits_back']} commits back (~150-line step module + helper; medians)"]
+        cpu = load.get("cpu_ms", {})
+        rows = [
+            ("zgit checkout strategy", load["checkout_ms"], "ms", cpu.get("checkout")),
+            ("legacy git checkout/import/reset/checkout", load["legacy_ms"], "ms", None),
+            ("zgit memory strategy", load["memory_ms"], "ms", cpu.get("memory")),
+            ("plain import from disk, bytecode off", load["plain_import_ms"], "ms", cpu.get("plain_import")),
+            ("compile() of the pin's 3 files (in all above)", load.get("compile_ms"), "ms", cpu.get("compile")),
+            ("marshal.loads() of their code objects", load.get("unmarshal_ms"), "ms", None),
+            ("repeated load_source (repo=Repository)", load["repeat_us"], "us", None),
+            ("repeated load_source (repo=path)", load.get("repeat_path_us"), "us", None),
+        ]
+        lines.append(f"  {'':<48} {'wall':>10} {'cpu':>10}")
+        for label, value, unit, cpu_value in rows:
+            lines.append(f"  {label:<48} {ms(value, unit):>10} {ms(cpu_value, unit) if cpu_value else '':>10}")
+        big_load = load.get("in_big_repo")
+        if big_load:
+            lines.append(f"  in a repository of {big_load['files']} files (in {big_load['tmpdir']}): "
+                         f"checkout {ms(big_load['checkout_ms'])}, "
+                         f"legacy {ms(big_load['legacy_ms'])} "
+                         f"({x(_ratio(big_load['legacy_ms'], big_load['checkout_ms']))})")
+    hook = results.get("hook")
+    if hook:
+        lines += ["", f"Import hook: {hook['modules']} unrelated imports (cached bytecode; CPU time; medians "
+                      f"over {hook['processes']} trios of processes)",
+                  f"  {'without zgit':<44} {ms(hook['without_ms']):>12}",
+                  f"  {'with zgit imported':<44} {ms(hook['with_ms']):>12}",
+                  f"  {'ratio (noise floor: without / without)':<44} "
+                  f"{hook['unrelated_import_ratio']:>7.3f} ({hook['noise_ratio']:.3f})",
+                  f"  {'the same ratio in wall-clock time':<44} {hook['wall_clock_ratio']:>7.3f}",
+                  f"  {'same process, hook in / hook taken out':<44} {hook['in_process_ratio']:>7.3f}",
+                  f"  {'zgit finders per unrelated import':<44} {hook['finder_ns_per_import']:>7.0f} ns "
+                  f"({hook['finder_share'] * 100:.2f} % of an import)"]
+    audit = results.get("audit")
+    if "audit" in results:
+        lines += ["", "Audit (scripts/bench_audit.py)"]
+    if isinstance(audit, dict):
+        lines.append(f"  {audit.get('files')} files, {audit.get('steps')} steps: {audit.get('seconds'):.3f} s"
+                     + (f"; 500 files {audit['half']['seconds']:.3f} s (ratio {audit.get('ratio_1000_to_500')})"
+                        if isinstance(audit.get("half"), dict) else ""))
+    elif "audit" in results:
+        lines.append(f"  {audit}")
+    lines += ["", "Targets"]
+    for name, t in results["targets"].items():
+        verdict = "n/a" if t["met"] is None else "MET" if t["met"] else "NOT MET"
+        value = "-" if t["value"] is None else f"{t['value']:,.2f}"
+        note = f"  ({t['note']})" if t.get("note") else ""
+        lines.append(f"  {name:<46} {value:>10}  target {t['target']:<8} {verdict}{note}")
+    return "\n".join(lines)
+
+
+def _pick_big_tmp(explicit: Optional[str], sizes: Sequence[int]) -> Optional[str]:
+    if explicit:
+        return explicit
+    shm = "/dev/shm"
+    try:
+        st = os.statvfs(shm)
+        room = st.f_bavail * st.f_frsize
+        if os.access(shm, os.W_OK) and room > max(sizes) * 12_000 + (256 << 20):
+            return shm
+    except OSError:
+        pass
+    return None
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="smoke mode: 1k files, few repeats (< 30 s)")
+    parser.add_argument("--json", metavar="PATH", help="write the figures as JSON")
+    parser.add_argument("--profile", action="store_true", help="cProfile zgit's hot paths and print the top entries")
+    parser.add_argument("--sizes", help="comma-separated repository sizes for the pin check (default 1000,20000,100000)")
+    parser.add_argument("--tmpdir", help="where the generated pin-check repositories go (default /dev/shm when it has room)")
+    parser.add_argument("--skip", default="", help="comma-separated sections to skip: pin_check,load,hook,audit")
+    args = parser.parse_args(argv)
+
+    sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else ([1000] if args.quick else [1000, 20000, 100000])
+    skip = {s for s in args.skip.split(",") if s}
+    profile: Optional[dict] = {} if args.profile else None
+    started = time.perf_counter()
+    results: dict = {
+        "meta": {
+            "quick": args.quick,
+            "python": platform.python_version(),
+            "git": git(ROOT, "--version").strip(),
+            "cpus": os.cpu_count(),
+            "load_average": round(os.getloadavg()[0], 2),
+            "sizes": sizes,
+        },
+        "pin_check": {},
+    }
+    big_tmp = _pick_big_tmp(args.tmpdir, sizes)
+    results["meta"]["pin_check_tmpdir"] = big_tmp or tempfile.gettempdir()
+    with tempfile.TemporaryDirectory(prefix="zgit-bench-", dir=big_tmp) as big, \
+            tempfile.TemporaryDirectory(prefix="zgit-bench-", dir=args.tmpdir) as small:
+        if "pin_check" not in skip:
+            results["pin_check"] = bench_pin_check(Path(big), sizes, args.quick, profile)
+        if "load" not in skip:
+            results["load"] = bench_load(Path(small), args.quick, profile)
+            log(f"[load] checkout {results['load']['checkout_ms']:.2f} ms, legacy {results['load']['legacy_ms']:.2f} ms")
+            if not args.quick:
+                big_load = bench_load(Path(big), False, None, filler=20000)
+                results["load"]["in_big_repo"] = big_load
+                log(f"[load] in {big_load['files']} files: checkout {big_load['checkout_ms']:.2f} ms, "
+                    f"legacy {big_load['legacy_ms']:.2f} ms")
+        if "hook" not in skip:
+            results["hook"] = bench_hook(Path(small), args.quick)
+            log(f"[hook] ratio {results['hook']['unrelated_import_ratio']:.3f}")
+        if "audit" not in skip:
+            results["audit"] = bench_audit_figures(Path(big))
+    results["targets"] = targets(results)
+    results["meta"]["seconds"] = round(time.perf_counter() - started, 1)
+    print(render(results))
+    print(f"\n({results['meta']['seconds']} s)")
+    if profile:
+        for title, text in profile.items():
+            print(f"\n== profile: {title}\n{text}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2, sort_keys=False) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
