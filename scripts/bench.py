@@ -343,6 +343,8 @@ HISTORY = 30
 PIN_BACK = 25
 LOAD_DIR = "trainers/my_trainer"
 LOAD_MODULE = "trainers.my_trainer.step"
+TINY_DIR = "trainers/tiny"
+TINY_MODULE = "trainers.tiny.step"
 
 _STEP = '''\
 """A trainer step: fits a small logistic-regression model with mini-batch SGD.
@@ -534,6 +536,11 @@ def trainer_history_spec(commits: int = HISTORY) -> dict:
         }
         if version % 4 == 0:
             files[f"{LOAD_DIR}/helper.py"] = _HELPER.format(revision=version)
+        # A module directory of three tiny files: its loads are (nearly) all loader overhead.
+        files[f"{TINY_DIR}/step.py"] = f"from .helper import X\n\nVERSION = {version}\n\n\nclass Tiny:\n    version = VERSION\n"
+        if version == 0:
+            files[f"{TINY_DIR}/__init__.py"] = ""
+            files[f"{TINY_DIR}/helper.py"] = "X = 1\n"
         if version == 0:
             files.update({
                 ".gitignore": "__pycache__/\n*.pyc\n",
@@ -614,6 +621,21 @@ def bench_load(base: Path, quick: bool, profile: Optional[dict], filler: int = 0
         assert sys.modules[LOAD_MODULE].Trainer.version == len(shas) - 1
         return seconds
 
+    tiny_source = f"{TINY_MODULE}.Tiny@{pin}"
+
+    def tiny_memory() -> float:
+        forget_loaded()
+        seconds = timed(lambda: load_source(tiny_source, repo=repository, strategy="memory"))
+        assert load_source(tiny_source, repo=repository).version == pin_version
+        return seconds
+
+    def tiny_plain() -> float:
+        _drop_modules(TINY_MODULE.rsplit(".", 1)[0])
+        _drop_bytecode(root / TINY_DIR)
+        seconds = timed(lambda: importlib.import_module(TINY_MODULE).Tiny)
+        assert sys.modules[TINY_MODULE].Tiny.version == len(shas) - 1
+        return seconds
+
     # What any load that compiles pays: compiling the three files of the module
     # directory at the pin (step module, helper, package __init__), nothing else.
     sources = [
@@ -648,6 +670,8 @@ def bench_load(base: Path, quick: bool, profile: Optional[dict], filler: int = 0
             Contender("plain_import", plain, n, warmup=2),
             Contender("compile", compile_only, n, warmup=2),
             Contender("unmarshal", unmarshal_only, n, warmup=2),
+            Contender("tiny_memory", tiny_memory, 3 * n, warmup=5),
+            Contender("tiny_plain", tiny_plain, 3 * n, warmup=5),
         ]
     times = interleave(contenders, cpu=cpu)
     status = git(root, "status", "--porcelain", "--untracked-files=all")
@@ -713,6 +737,13 @@ def bench_load(base: Path, quick: bool, profile: Optional[dict], filler: int = 0
         "unmarshal_ms": median(times["unmarshal"]) * 1e3,
         # CPU time of the in-process contenders (the legacy one runs git in subprocesses)
         "cpu_ms": {name: median(cpu[name]) * 1e3 for name in ("checkout", "memory", "plain_import", "compile")},
+        # the same module directory layout with three tiny files: loader overhead only
+        "tiny": {
+            "memory_us": median(times["tiny_memory"]) * 1e6,
+            "plain_import_us": median(times["tiny_plain"]) * 1e6,
+            "memory_cpu_us": median(cpu["tiny_memory"]) * 1e6,
+            "plain_import_cpu_us": median(cpu["tiny_plain"]) * 1e6,
+        },
         "pin_commits_back": PIN_BACK,
         "repeats": {k: len(v) for k, v in times.items()},
     }
@@ -922,8 +953,11 @@ def targets(results: dict) -> Dict[str, dict]:
             _ratio(big_load["legacy_ms"], big_load["checkout_ms"]), ">=", 20, "supplementary")
     cpu = load.get("cpu_ms", {})
     cpu_ratio = _ratio(cpu.get("memory"), cpu.get("plain_import"))
+    tiny = load.get("tiny", {})
+    tiny_ratio = _ratio(tiny.get("memory_cpu_us"), tiny.get("plain_import_cpu_us"))
     add("load: memory / plain import", _ratio(load.get("memory_ms"), load.get("plain_import_ms")), "<=", 1.0,
-        f"in CPU time: {cpu_ratio:.3f}" if cpu_ratio else "")
+        f"in CPU time {cpu_ratio:.3f}; tiny files (loader overhead only) {tiny_ratio:.3f}"
+        if cpu_ratio and tiny_ratio else "")
     add("load: repeat (us)", load.get("repeat_us"), "<=", 10)
     hook = results.get("hook", {})
     ratio = hook.get("unrelated_import_ratio")
@@ -977,6 +1011,12 @@ def render(results: dict) -> str:
         lines.append(f"  {'':<48} {'wall':>10} {'cpu':>10}")
         for label, value, unit, cpu_value in rows:
             lines.append(f"  {label:<48} {ms(value, unit):>10} {ms(cpu_value, unit) if cpu_value else '':>10}")
+        tiny = load.get("tiny")
+        if tiny:
+            lines.append(f"  {'three tiny files, zgit memory strategy':<48} {ms(tiny['memory_us'], 'us'):>10} "
+                         f"{ms(tiny['memory_cpu_us'], 'us'):>10}")
+            lines.append(f"  {'three tiny files, plain import':<48} {ms(tiny['plain_import_us'], 'us'):>10} "
+                         f"{ms(tiny['plain_import_cpu_us'], 'us'):>10}")
         big_load = load.get("in_big_repo")
         if big_load:
             lines.append(f"  in a repository of {big_load['files']} files (in {big_load['tmpdir']}): "
