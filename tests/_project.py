@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import List
 
-import pytest
-
 from tests.conftest import WorkTree
 
 TRAINER = '''\
@@ -43,12 +41,3 @@ def build_history(repo: WorkTree, n: int) -> List[str]:
 
 
 SOURCE = "trainers.my_awesome_trainer.my_trainer_step.MyAwesomeTrainer"
-
-
-@pytest.fixture
-def repo(tmp_path, monkeypatch):
-    """A git repository, the current directory for the test (conftest restores the rest)."""
-    path = tmp_path / "project"
-    path.mkdir()
-    monkeypatch.chdir(path)
-    return WorkTree(path)

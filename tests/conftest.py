@@ -183,6 +183,15 @@ def make_repo(tmp_path: Path) -> WorkTree:
 
 
 @pytest.fixture
+def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> WorkTree:
+    """An empty git repository at ``tmp_path / "project"``, the current directory for the test."""
+    path = tmp_path / "project"
+    path.mkdir()
+    monkeypatch.chdir(path)
+    return WorkTree(path)
+
+
+@pytest.fixture
 def fixture_repo(tmp_path: Path):
     """``fixture_repo(spec_or_name, name="fixture")``: build a fixtures repository under
     ``tmp_path``; a WorkTree with ``.shas`` (commits in spec order) and ``.head_sha``."""

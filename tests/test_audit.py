@@ -420,8 +420,9 @@ YAML_CORPUS = [
 
 
 @pytest.mark.parametrize("raw", YAML_CORPUS, ids=range(len(YAML_CORPUS)))
-def test_audit_reads_yaml_exactly_as_the_loader_does(raw, tmp_path):
-    """The audit's fast YAML path accepts and builds exactly what zgit.yamlio does."""
+def test_fast_yaml_path_reads_exactly_as_the_checked_path(raw, tmp_path):
+    """yamlio's fast path for plain documents (what the audit and the loader read with)
+    accepts and builds exactly what the event-checked safe loader does."""
     from zgit import yamlio
     from zgit.audit import _read_yaml
     from zgit.errors import ConfigError
@@ -429,7 +430,7 @@ def test_audit_reads_yaml_exactly_as_the_loader_does(raw, tmp_path):
     path = tmp_path / "doc.yaml"
     path.write_bytes(raw)
     try:
-        expected = ("ok", yamlio.loads(raw, "doc"))
+        expected = ("ok", yamlio._loads_checked(raw, "doc"))
     except ConfigError:
         expected = ("error", None)
     try:

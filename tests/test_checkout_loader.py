@@ -19,7 +19,7 @@ from zgit import (
     SourceNotFoundError,
     load_source,
 )
-from tests._project import SOURCE, TRAINER, build_history, repo, write_version  # noqa: F401
+from tests._project import SOURCE, build_history, write_version
 
 STRATEGIES = ["checkout", "memory"]
 MODULE_DIR = "trainers/my_awesome_trainer"

@@ -23,7 +23,6 @@ import pytest
 
 import zgit
 from zgit import load_source, resolve_source
-from tests._project import repo  # noqa: F401
 
 STRATEGIES = ["checkout", "memory"]
 MODULE_DIR = "trainers/my_awesome_trainer"

@@ -22,7 +22,7 @@ import pytest
 
 import zgit
 from zgit import PinNotFoundError, SourceNotFoundError, load_source
-from tests._project import SOURCE, build_history, repo, write_version  # noqa: F401
+from tests._project import SOURCE, build_history, write_version
 
 STRATEGIES = ["checkout", "memory"]
 MODULE_DIR = "trainers/my_awesome_trainer"

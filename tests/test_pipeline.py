@@ -1,7 +1,6 @@
 """Pipelines: BaseStep args, YAML save and schema, Repository lookups by name."""
 
 import sys
-import warnings
 
 import pytest
 import yaml
@@ -17,7 +16,7 @@ from zgit import (
     UnpinnedSourceWarning,
 )
 from zgit.pipeline import slugify
-from tests._project import SOURCE, build_history, repo, write_version  # noqa: F401
+from tests._project import SOURCE, build_history, write_version
 
 
 class Doubler(BaseStep):

@@ -1,6 +1,5 @@
 """resolve_source on real repositories: the clean check decides between a pin and a warning."""
 
-import os
 import subprocess
 import sys
 import textwrap
@@ -9,7 +8,7 @@ import warnings
 import pytest
 
 from zgit import Repository, Source, SourceError, UnpinnedSourceWarning, resolve_source
-from tests._project import SOURCE, build_history, repo, write_version  # noqa: F401
+from tests._project import SOURCE, build_history, write_version
 
 
 def _import_trainer(repo):
@@ -160,7 +159,6 @@ def test_clean_check_reads_only_the_module_directory(repo):
 
 def test_resolve_waits_for_another_process_checkout(repo):
     """A pin check during another process's checkout sees HEAD, not the pinned files."""
-    import signal
     import time
 
     shas = build_history(repo, 2)

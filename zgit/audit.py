@@ -13,15 +13,11 @@ from __future__ import annotations
 
 import ast
 import gc
-import itertools
 import json
 import os
-import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, FrozenSet, Iterable, List, Optional, Sequence, Tuple, Union
-
-import yaml
 
 from zgit import yamlio
 from zgit.errors import ConfigError, NotARepositoryError, SourceError, ZgitError
@@ -679,104 +675,9 @@ def _brief(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-class _Fallback(Exception):
-    """The document needs PyYAML's full constructor (merge keys, odd tags, complex keys)."""
-
-
-_TAG = "tag:yaml.org,2002:"
-_PLAIN_SCALARS = frozenset(_TAG + t for t in ("null", "bool", "int", "float", "timestamp", "binary"))
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-def _lean_build(node: Any, loader: Any, depth: int) -> Any:
-    cls = node.__class__
-    if cls is yaml.ScalarNode:
-        if node.tag == _TAG + "str":
-            return node.value
-        if node.tag in _PLAIN_SCALARS:
-            return loader.construct_object(node)
-        raise _Fallback
-    depth += 1
-    if depth > MAX_DEPTH:
-        raise _TooDeep
-    if cls is yaml.MappingNode and node.tag == _TAG + "map":
-        out = {}
-        for key_node, value_node in node.value:
-            key = _lean_build(key_node, loader, depth)
-            try:
-                out[key] = _lean_build(value_node, loader, depth)
-            except TypeError:  # an unhashable key: let PyYAML say so
-                raise _Fallback from None
-        return out
-    if cls is yaml.SequenceNode and node.tag == _TAG + "seq":
-        return [_lean_build(item, loader, depth) for item in node.value]
-    raise _Fallback
-
-
-class _TooDeep(Exception):
-    pass
-
-
-def _lean_load(raw: bytes) -> Any:
-    """``yaml.safe_load(raw)`` for documents without anchors; :class:`_Fallback` when unsure."""
-    loader = _Loader(raw)
-    try:
-        node = loader.get_single_node()
-        return None if node is None else _lean_build(node, loader, 0)
-    finally:
-        loader.dispose()
-
-
-# The loader (zgit.yamlio) refuses nesting deeper than this, and so does the audit.
-# Documents whose brackets might nest deeper go through yamlio, which checks the event
-# stream before composing (libyaml's composer is quadratic, and can crash, on deep
-# flow nesting).
-MAX_DEPTH = getattr(yamlio, "MAX_DEPTH", 100)
-_BRACKETS = bytes.maketrans(b"[{]}", b"\x01\x01\x02\x02")
-_NOT_BRACKETS = bytes(c for c in range(256) if c not in b"[{]}")
-
-
-def _flow_depth(raw: bytes) -> int:
-    """An upper bound on how deep ``[``/``{`` nest in ``raw`` (brackets in strings count)."""
-    if raw.count(b"[") + raw.count(b"{") <= MAX_DEPTH:
-        return 0
-    steps = raw.translate(_BRACKETS, _NOT_BRACKETS)
-    return max(itertools.accumulate(1 if b == 1 else -1 for b in steps))
-
-
 def _read_yaml(path: Path, shown: Optional[str] = None) -> Any:
     """Parse one YAML file; :class:`ConfigError` for anything that is not a readable YAML file."""
-    where = shown or str(path)
-    try:
-        st = os.stat(path)
-        if stat.S_ISDIR(st.st_mode):
-            raise ConfigError(f"{where}: is a directory, not a YAML file")
-        if not stat.S_ISREG(st.st_mode):
-            raise ConfigError(f"{where}: is not a regular file (a device, socket or pipe)")
-        if st.st_size > yamlio.MAX_BYTES:
-            raise ConfigError(f"{where}: {st.st_size} bytes is too large for a zgit YAML file")
-        with open(path, "rb") as handle:
-            raw = handle.read(yamlio.MAX_BYTES + 1)
-    except OSError as exc:
-        raise ConfigError(f"{where}: cannot read the file: {exc.strerror or exc}") from exc
-    try:
-        if b"&" not in raw and b"*" not in raw and _flow_depth(raw) <= MAX_DEPTH:
-            # No anchor or alias can be in it (yamlio refuses those), so build the plain
-            # mappings, lists and strings without PyYAML's generic constructor machinery
-            # and yamlio's second pass over the events: most of the time of reading a file.
-            try:
-                return _lean_load(raw)
-            except _Fallback:
-                pass
-            except _TooDeep:
-                raise ConfigError(f"{where}: nested more than {MAX_DEPTH} levels deep") from None
-        return yamlio.loads(raw, where)
-    except ConfigError:
-        raise
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{where}: not valid YAML: {exc}") from exc
-    except Exception as exc:  # PyYAML's constructors fail oddly on odd input
-        raise ConfigError(f"{where}: cannot be read as YAML: {type(exc).__name__}: {exc}") from exc
+    return yamlio.read(path, shown)
 
 
 def _shown_path(path: Path, _dirs: Dict[Tuple[str, str], str] = {}) -> str:

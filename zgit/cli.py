@@ -12,7 +12,7 @@ import os
 import re
 import sys
 import warnings
-from typing import Any, List, Optional, Sequence, TextIO
+from typing import Any, List, NoReturn, Optional, Sequence, TextIO
 
 EXIT_OK = 0
 EXIT_FAIL = 1
@@ -31,7 +31,7 @@ class UsageError(Exception):
 class _Parser(argparse.ArgumentParser):
     """An ArgumentParser whose errors are one line and exit 2 (via :class:`UsageError`)."""
 
-    def error(self, message: str) -> "NoReturn":  # type: ignore[name-defined]  # noqa: F821
+    def error(self, message: str) -> NoReturn:
         raise UsageError(message, self.prog)
 
 

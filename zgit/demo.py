@@ -19,7 +19,7 @@ import sys
 import tempfile
 import textwrap
 from pathlib import Path
-from typing import Any, Dict, TextIO, Tuple
+from typing import Any, Dict, TextIO
 
 PIPELINE_NAME = "My Awesome Pipeline"
 TRAINER_PATH = "trainers/my_awesome_trainer/my_trainer_step.py"

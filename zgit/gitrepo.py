@@ -16,7 +16,7 @@ from typing import Dict, Iterator, List, Optional, Tuple
 
 import pygit2
 
-from zgit.errors import NotARepositoryError, PinNotFoundError, SourceError
+from zgit.errors import NotARepositoryError, PinNotFoundError
 
 MODE_BLOB = 0o100644
 MODE_EXEC = 0o100755

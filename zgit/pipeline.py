@@ -6,7 +6,7 @@ import re
 import reprlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional
 
 from zgit import yamlio
 from zgit.errors import ConfigError, SourceError

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple, Union
 
 from zgit.config import CONFIG_DIR, CONFIG_FILE, DEFAULT_CONFIG_TEXT, Config
-from zgit.errors import ConfigError, PipelineNotFoundError, ZgitError
+from zgit.errors import ConfigError, PipelineNotFoundError
 from zgit.gitrepo import GitRepo, open_repo
 from zgit.pipeline import Pipeline, PipelineConfig
 

@@ -10,9 +10,7 @@ warning.
 
 from __future__ import annotations
 
-import importlib
 import sys
-import threading
 import types
 import warnings
 from typing import Any, Dict, Optional, Tuple, Union

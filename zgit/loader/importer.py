@@ -24,18 +24,16 @@ import importlib
 import importlib.abc
 import importlib.machinery
 import importlib.util
-import io
 import linecache
-import os
 import sys
 import threading
 import types
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterator, Optional, Tuple
 
-from zgit.errors import SourceError, SourceNotFoundError, ZgitError
+from zgit.errors import SourceNotFoundError, ZgitError
 from zgit.gitrepo import Entry, GitRepo
-from zgit.layout import ModuleLocation, split_pinned_name
+from zgit.layout import split_pinned_name
 
 _LFS_POINTER_PREFIX = b"version https://git-lfs.github.com/spec/"
 
