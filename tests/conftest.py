@@ -128,6 +128,8 @@ class WorkTree:
     def write(self, relpath: str, text: Union[str, bytes], mode: Optional[int] = None) -> Path:
         full = self.path / relpath
         full.parent.mkdir(parents=True, exist_ok=True)
+        if full.is_symlink():  # replace the link, never write through it
+            full.unlink()
         if isinstance(text, bytes):
             full.write_bytes(text)
         else:

@@ -13,7 +13,9 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Optional, Tuple
+
+from tests.conftest import WorkTree
 
 GIT_ENV = {
     "GIT_CONFIG_GLOBAL": os.devnull,
@@ -36,37 +38,10 @@ def _child_env(extra: Optional[Dict[str, str]] = None) -> Dict[str, str]:
     return env
 
 
-class Repo:
-    """A work tree in a temporary directory, driven by the git CLI."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-        self.path.mkdir(parents=True, exist_ok=True)
-        self._tick = 0
-        self.git("init", "-q", "-b", "main")
-
-    def git(self, *args: str, check: bool = True) -> str:
-        self._tick += 1
-        env = _child_env()
-        stamp = f"2024-01-01T{self._tick // 3600:02d}:{self._tick // 60 % 60:02d}:{self._tick % 60:02d}Z"
-        env["GIT_AUTHOR_DATE"] = env["GIT_COMMITTER_DATE"] = stamp
-        result = subprocess.run(["git", *args], cwd=self.path, env=env, capture_output=True, text=True,
-                                timeout=SUBPROCESS_TIMEOUT)
-        if check and result.returncode != 0:
-            raise AssertionError(f"git {' '.join(args)} failed: {result.stderr}")
-        return result.stdout
-
-    def write(self, relpath: str, data: "str | bytes", mode: Optional[int] = None) -> Path:
-        full = self.path / relpath
-        full.parent.mkdir(parents=True, exist_ok=True)
-        if full.is_symlink():
-            full.unlink()
-        if isinstance(data, str):
-            data = data.encode()
-        full.write_bytes(data)
-        if mode is not None:
-            full.chmod(mode)
-        return full
+class Repo(WorkTree):
+    """A work tree in a temporary directory, driven by the git CLI (see tests/conftest.py),
+    with what the reliability tests need on top: symlinks, commits of the bare index, and
+    a snapshot that also records directories."""
 
     def symlink(self, relpath: str, target: str) -> None:
         full = self.path / relpath
@@ -75,31 +50,10 @@ class Repo:
             full.unlink()
         os.symlink(target, full)
 
-    def remove(self, relpath: str) -> None:
-        full = self.path / relpath
-        if full.is_dir() and not full.is_symlink():
-            import shutil
-
-            shutil.rmtree(full)
-        else:
-            full.unlink()
-
-    def commit(self, message: str = "change") -> str:
-        # A temporary repository of the test's own: adding everything is what we mean here.
-        self.git("add", "-A", ".")
-        self.git("commit", "-q", "--allow-empty", "-m", message)
-        return self.head()
-
     def commit_index(self, message: str = "change") -> str:
         """Commit the index as it is (for entries the work tree cannot express: gitlinks)."""
         self.git("commit", "-q", "--allow-empty", "-m", message)
         return self.head()
-
-    def head(self) -> str:
-        return self.git("rev-parse", "HEAD").strip()
-
-    def status(self) -> str:
-        return self.git("status", "--porcelain", "--untracked-files=all")
 
     def snapshot(self) -> Dict[str, Tuple[str, bytes, int]]:
         """Every file and directory of the work tree but .git/ and bytecode caches:
