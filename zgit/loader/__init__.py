@@ -13,7 +13,7 @@ from __future__ import annotations
 import sys
 import types
 import warnings
-from typing import Any, Dict, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 from zgit.config import Config, check_strategy
 from zgit.errors import (
@@ -76,13 +76,13 @@ def load_source(source: Union[str, Source], *, repo: RepoLike = None, strategy: 
     elif parsed.kind == "unpinned":
         obj = _load_unpinned(parsed, repository)
     else:
-        obj = _load_git(parsed, repository, strategy or repository.config.strategy)
+        config = repository.config  # read once per load: it stats the config file
+        obj = _load_git(parsed, repository, config, strategy or config.strategy)
     _loaded[key] = obj
     return obj
 
 
-def _locate(repository: Repository, source: Source) -> ModuleLocation:
-    source_root = repository.config.source_root
+def _locate(repository: Repository, source_root: str, source: Source) -> ModuleLocation:
     git = repository.git
     for location in candidates(source.module, source_root):
         if git.entry(source.sha, location.file) is not None:  # type: ignore[arg-type]
@@ -112,7 +112,7 @@ def _ready(module: Optional[types.ModuleType]) -> bool:
     return module is not None and not getattr(spec, "_initializing", False)
 
 
-def _load_git(source: Source, repository: Repository, strategy: str) -> Any:
+def _load_git(source: Source, repository: Repository, config: Config, strategy: str) -> Any:
     git = repository.git
     sha: str = source.sha  # type: ignore[assignment]
     if not git.has_commit(sha):
@@ -120,7 +120,7 @@ def _load_git(source: Source, repository: Repository, strategy: str) -> Any:
             f"{source}: commit {sha} is not in the repository at {repository.root}; fetch it "
             "(git fetch --all, or clone without --depth) or re-pin the pipeline"
         )
-    location = _locate(repository, source)
+    location = _locate(repository, config.source_root, source)
     name = location.pinned_name(sha)
     module = sys.modules.get(name)
     if not _ready(module):
@@ -128,7 +128,6 @@ def _load_git(source: Source, repository: Repository, strategy: str) -> Any:
             importer.register(importer.PinnedTree(git, location.module_dir, location.package, sha))
         importer.import_parents(location.package, repository.source_root)
         if strategy == "checkout":
-            config = repository.config
             with checkout.checked_out(
                 git, location.module_dir, sha, timeout=config.lock_timeout, fsync=config.fsync
             ):
@@ -158,7 +157,7 @@ def _load_unpinned(source: Source, repository: Repository) -> Any:
         raise SourceNotFoundError(f"{source}: module {source.module!r} has no attribute {source.attribute!r}") from None
 
 
-def recover(repo: RepoLike = None) -> list:
+def recover(repo: RepoLike = None) -> List[str]:
     """Undo a temporary checkout left behind by a process that died.
 
     Takes the checkout lock (waiting up to ``loader.lock_timeout``), so it never undoes a
