@@ -21,16 +21,6 @@ MODULE_DIRS = 5
 PINS = 20
 STEPS = 5
 
-_ENV = {
-    "GIT_CONFIG_GLOBAL": os.devnull,
-    "GIT_CONFIG_NOSYSTEM": "1",
-    "GIT_AUTHOR_NAME": "zgit bench",
-    "GIT_AUTHOR_EMAIL": "bench@zgit.invalid",
-    "GIT_COMMITTER_NAME": "zgit bench",
-    "GIT_COMMITTER_EMAIL": "bench@zgit.invalid",
-    "GIT_AUTHOR_DATE": "2024-01-01T00:00:00Z",
-    "GIT_COMMITTER_DATE": "2024-01-01T00:00:00Z",
-}
 
 _STEP = '''\
 import json
@@ -53,7 +43,9 @@ class Step{k}:
 
 
 def _git(cwd: Path, *args: str) -> str:
-    env = dict(os.environ, **_ENV)
+    from fixtures.builder import git_env  # isolated from every git configuration, fixed identity
+
+    env = git_env()
     return subprocess.run(["git", *args], cwd=cwd, env=env, check=True,
                           capture_output=True, text=True).stdout
 
