@@ -29,6 +29,9 @@ _CACHE_DIR = "__pycache__"
 _CACHE_SUFFIXES = (".pyc", ".pyo")
 
 
+_READ_HEAD = object()  # dirty_paths(): resolve HEAD itself
+
+
 @dataclass(frozen=True)
 class Entry:
     """A file in a commit's tree: its blob id (hex) and git file mode."""
@@ -235,15 +238,17 @@ class GitRepo:
             return False
         return _matches(full, st, entry)
 
-    def dirty_paths(self, directory: str) -> List[str]:
+    def dirty_paths(self, directory: str, head: "str | None | object" = _READ_HEAD) -> List[str]:
         """Files below ``directory`` whose work-tree state differs from HEAD.
 
         Untracked (and not ignored), modified, mode-changed and deleted files count; a
         rename shows as its two halves.  Bytecode caches never count.  Costs
         O(files in the directory): nothing outside it is read.  Before the first commit
-        every file counts.
+        every file counts.  ``head``: HEAD's commit when the caller has just read it (None
+        before the first commit), so that it is not resolved twice.
         """
-        head = self.head_sha()
+        if head is _READ_HEAD:
+            head = self.head_sha()
         expected: Entries = {}
         if head is not None:
             expected = self.entries(head, directory) or {}

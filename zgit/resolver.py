@@ -93,13 +93,14 @@ def _resolve_in_repository(repository: Repository, real: str, module_name: str, 
     head = git.head_sha()
     if head is None:
         return _unpinned(location.module, qualname, "the repository has no commit yet; commit the code first")
-    dirty = git.dirty_paths(location.module_dir)
+    dirty = git.dirty_paths(location.module_dir, head)
     if dirty and (repository.state_dir / JOURNAL_NAME).exists():
         # Another process may have this directory checked out at a pin right now (or
         # died doing so): wait for its checkout to end, undo a dead one, and look again.
         with locked(git, repository.config.lock_timeout) as state:
             recover_locked(git, state)
-            dirty = git.dirty_paths(location.module_dir)
+            head = git.head_sha()  # it may have moved while we waited
+            dirty = git.dirty_paths(location.module_dir, head)
     if dirty:
         shown = ", ".join(dirty[:10]) + (f" and {len(dirty) - 10} more" if len(dirty) > 10 else "")
         return _unpinned(

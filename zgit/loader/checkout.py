@@ -470,7 +470,8 @@ def checked_out(
         return
     with locked(git, timeout) as state:
         recover_locked(git, state)
-        dirty = git.dirty_paths(module_dir)
+        head = git.head_sha()
+        dirty = git.dirty_paths(module_dir, head)
         if dirty:
             raise DirtyModuleError(
                 f"module directory {module_dir!r} has changes that are not committed: "
@@ -478,7 +479,6 @@ def checked_out(
                 "which does not touch the work tree",
                 dirty,
             )
-        head = git.head_sha()
         original = (git.entries(head, module_dir) or {}) if head else {}
         pinned = git.entries(sha, module_dir) or {}
         changes = [
