@@ -60,6 +60,9 @@ def _loads_checked(text: "str | bytes", where: str) -> Any:
     except ConfigError:
         raise
     except yaml.YAMLError as exc:
+        if "nesting depth" in str(exc):
+            # PyYAML 6.0.3+ has a depth limit of its own, met before zgit's count.
+            raise ConfigError(f"{where}: nested more than {MAX_DEPTH} levels deep") from None
         raise ConfigError(f"{where}: not valid YAML: {exc}") from exc
     except Exception as exc:  # PyYAML's constructors fail oddly on odd input (AttributeError...)
         raise ConfigError(f"{where}: cannot be read as YAML: {type(exc).__name__}: {exc}") from exc
