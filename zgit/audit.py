@@ -454,11 +454,7 @@ class _RepoChecker:
     def check(self, source: Source) -> List[Finding]:
         sha: str = source.sha  # type: ignore[assignment]
         if not self.has_commit(sha):
-            return [Finding(
-                "unknown-commit",
-                f"commit {sha} is not in the repository at {self.repository.root}: fetch the "
-                "history that has it (git fetch --all, or clone without --depth), or re-pin",
-            )]
+            return [Finding("unknown-commit", self.repository.git.missing_commit(sha))]
         location = self.location(sha, source.module)
         if location is None:
             if "." not in source.module and self._module_file(sha, source.module) is not None:

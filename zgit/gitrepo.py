@@ -99,10 +99,7 @@ class GitRepo:
                 obj = self._repo.revparse_single(rev)
                 commit = obj.peel(pygit2.Commit)
             except (KeyError, ValueError, pygit2.GitError) as exc:
-                raise PinNotFoundError(
-                    f"no commit {rev!r} in the repository at {self.root}: fetch it "
-                    "(git fetch --all) or correct the pin"
-                ) from exc
+                raise PinNotFoundError(self.missing_commit(rev)) from exc
             return str(commit.id)
 
     def has_commit(self, sha: str) -> bool:
@@ -115,6 +112,29 @@ class GitRepo:
                 return False
             return isinstance(obj, pygit2.Commit)
 
+    def missing_commit(self, rev: str) -> str:
+        """Why ``rev`` names no commit here, and what to do: a tree, blob or tag id is not
+        a commit; in a shallow clone older history comes with ``git fetch --unshallow``
+        (``git fetch --all`` fetches nothing older); otherwise fetch it or re-pin."""
+        with self._lock:
+            try:
+                obj = self._repo.revparse_single(rev)
+            except (KeyError, ValueError, pygit2.GitError):
+                obj = None
+            shallow = bool(getattr(self._repo, "is_shallow", False))
+        kinds = {pygit2.GIT_OBJECT_TREE: "tree", pygit2.GIT_OBJECT_BLOB: "blob (a file's content)",
+                 pygit2.GIT_OBJECT_TAG: "tag object"}
+        if obj is not None and not isinstance(obj, pygit2.Commit):
+            kind = kinds.get(obj.type, "object")
+            return (f"{rev} is a {kind} in the repository at {self.root}, not a commit: a pin names "
+                    "a commit (see git log); correct the pin")
+        if shallow:
+            return (f"commit {rev} is not in the repository at {self.root}, a shallow clone: fetch "
+                    "the older history with 'git fetch --unshallow' (in CI, check out with "
+                    "fetch-depth: 0), or re-pin the pipeline")
+        return (f"commit {rev} is not in the repository at {self.root}: fetch the history that "
+                "has it (git fetch --all), or re-pin the pipeline")
+
     def _commit_tree(self, sha: str) -> pygit2.Tree:
         tree = self._commit_trees.get(sha)
         if tree is not None:
@@ -124,10 +144,7 @@ class GitRepo:
         except (ValueError, pygit2.GitError):
             obj = None
         if not isinstance(obj, pygit2.Commit):
-            raise PinNotFoundError(
-                f"commit {sha} is not in the repository at {self.root}: fetch the history that "
-                "has it (git fetch --all, or clone without --depth), or re-pin the pipeline"
-            )
+            raise PinNotFoundError(self.missing_commit(sha))
         if len(self._commit_trees) > 4096:
             self._commit_trees.clear()
         tree = self._commit_trees[sha] = obj.tree

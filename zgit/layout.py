@@ -95,3 +95,49 @@ def check_module_name(module: str) -> None:
     """Raise :class:`SourceError` unless ``module`` is a dotted path of identifiers."""
     if not module or not all(p.isidentifier() for p in module.split(".")):
         raise SourceError(f"{module!r} is not a dotted Python module path")
+
+
+def find_top_level(top: str) -> List[str]:
+    """The directories (or the one module file) that top-level name ``top`` is found at on
+    ``sys.path``, found without importing it: a regular package gives its directory, a
+    namespace package each of its portions, a plain module its file.  Empty when not found.
+
+    Only the finders are asked (``importlib.util.find_spec`` of a top-level name runs no
+    module code); an editable install's own finder (setuptools' PEP 660 mapping) counts.
+    """
+    import importlib.util
+    import os
+
+    try:
+        spec = importlib.util.find_spec(top)
+    except (ImportError, ValueError):
+        return []
+    if spec is None:
+        return []
+    locations = list(spec.submodule_search_locations or [])
+    if locations:
+        return [os.path.realpath(p) for p in locations if "@" not in p]
+    if spec.origin and spec.has_location:
+        return [os.path.realpath(spec.origin)]
+    return []
+
+
+def import_root_of(file: str, module: str) -> Optional[str]:
+    """The ``sys.path`` entry that module ``module`` was imported from, given its file
+    (``/r/src`` for ``mypkg.steps.train`` at ``/r/src/mypkg/steps/train.py``), or None
+    when the file's path does not end in the module's name."""
+    import os
+
+    parts = module.split(".")
+    directory, name = os.path.split(file)
+    if name == "__init__.py":
+        package = parts
+    elif name.endswith(".py") and name[:-3] == parts[-1]:
+        package = parts[:-1]
+    else:
+        return None
+    for part in reversed(package):
+        directory, name = os.path.split(directory)
+        if name != part:
+            return None
+    return directory

@@ -116,10 +116,7 @@ def _load_git(source: Source, repository: Repository, config: Config, strategy: 
     git = repository.git
     sha: str = source.sha  # type: ignore[assignment]
     if not git.has_commit(sha):
-        raise PinNotFoundError(
-            f"{source}: commit {sha} is not in the repository at {repository.root}; fetch it "
-            "(git fetch --all, or clone without --depth) or re-pin the pipeline"
-        )
+        raise PinNotFoundError(f"{source}: {git.missing_commit(sha)}")
     location = _locate(repository, config.source_root, source)
     name = location.pinned_name(sha)
     module = sys.modules.get(name)

@@ -270,8 +270,8 @@ def _discover_tree(package: str, sha: str) -> PinnedTree:
     module_dir = "/".join(filter(None, [source_root, package.replace(".", "/")]))
     if not repo.git.has_commit(sha):
         raise SourceNotFoundError(
-            f"cannot import {package}@{sha}: commit {sha} is not in the repository at {repo.root}; "
-            "fetch it (git fetch --all) or run from the repository that has it"
+            f"cannot import {package}@{sha}: {repo.git.missing_commit(sha)}; or run from the "
+            "repository that has it"
         )
     return register(PinnedTree(repo.git, module_dir, package, sha))
 
