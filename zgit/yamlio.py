@@ -22,6 +22,8 @@ _SafeDumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 MAX_BYTES = 16 * 1024 * 1024
 
+RepresenterError = yaml.representer.RepresenterError  # what dumps() raises for a value YAML cannot hold
+
 
 class _NoAliasDumper(_SafeDumper):  # type: ignore[misc, valid-type]
     def ignore_aliases(self, data: Any) -> bool:

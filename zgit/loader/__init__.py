@@ -10,6 +10,7 @@ warning.
 
 from __future__ import annotations
 
+import os
 import sys
 import types
 import warnings
@@ -23,12 +24,13 @@ from zgit.errors import (
     SourceNotFoundError,
     UnpinnedSourceWarning,
 )
-from zgit.layout import ModuleLocation, candidates
-from zgit.loader import checkout, importer, memory
+from zgit.layout import ModuleLocation, candidates, find_top_level
+from zgit.loader import checkout, importer, memory, tracebacks
 from zgit.repository import Repository, RepoLike
 from zgit.source import Source
 
 importer.install()
+tracebacks.install()
 
 _loaded: Dict[Tuple[Any, str], Any] = {}
 
@@ -68,6 +70,20 @@ def load_source(source: Union[str, Source], *, repo: RepoLike = None, strategy: 
 
         config = repository.config if repository is not None else Config.load_defaults()
         obj = load_distribution_source(parsed, config.on_version_mismatch)
+    elif parsed.kind == "git" and (repository is None or not repository.git.has_commit(parsed.sha)):
+        home = module_home(parsed)
+        if home is None and repository is None:
+            raise NotARepositoryError(
+                f"cannot load {text}: the current directory is not inside a git repository, and "
+                f"no git work tree on sys.path holds module {parsed.module!r} with that commit; "
+                "pass repo= or run from the repository"
+            )
+        if home is None:  # not found anywhere: the repository's own message says what to do
+            config = repository.config  # type: ignore[union-attr]
+            obj = _load_git(parsed, repository, config, strategy or config.strategy)  # type: ignore[arg-type]
+        else:
+            config = home[0].config
+            obj = _load_git(parsed, home[0], config, strategy or config.strategy, source_root=home[1])
     elif repository is None:
         raise NotARepositoryError(
             f"cannot load {text}: the current directory is not inside a git repository; "
@@ -112,18 +128,43 @@ def _ready(module: Optional[types.ModuleType]) -> bool:
     return module is not None and not getattr(spec, "_initializing", False)
 
 
-def _load_git(source: Source, repository: Repository, config: Config, strategy: str) -> Any:
+def module_home(source: Source) -> Optional[Tuple[Repository, str]]:
+    """The git work tree that holds ``source``'s module, as found from where the module
+    lives on ``sys.path`` (an editable install, a checkout on the path) without importing
+    it, and the source root there (the ``sys.path`` entry); None unless that work tree
+    has the pinned commit.  Lets a pin of editable code load from any current directory.
+    """
+    top = source.module.partition(".")[0]
+    for location in find_top_level(top):
+        holder = os.path.dirname(location)
+        try:
+            home = Repository.coerce(location if os.path.isdir(location) else holder)
+        except NotARepositoryError:
+            continue
+        root = os.path.realpath(home.root)
+        if not (holder == root or holder.startswith(root + os.sep)):
+            continue
+        if home.git.has_commit(source.sha):  # type: ignore[arg-type]
+            rel = os.path.relpath(holder, root).replace(os.sep, "/")
+            return home, ("" if rel == "." else rel)
+    return None
+
+
+def _load_git(source: Source, repository: Repository, config: Config, strategy: str,
+              source_root: Optional[str] = None) -> Any:
     git = repository.git
     sha: str = source.sha  # type: ignore[assignment]
     if not git.has_commit(sha):
         raise PinNotFoundError(f"{source}: {git.missing_commit(sha)}")
-    location = _locate(repository, config.source_root, source)
+    if source_root is None:
+        source_root = config.source_root
+    location = _locate(repository, source_root, source)
     name = location.pinned_name(sha)
     module = sys.modules.get(name)
     if not _ready(module):
         if importer.tree_for(location.package, sha) is None:
             importer.register(importer.PinnedTree(git, location.module_dir, location.package, sha))
-        importer.import_parents(location.package, repository.source_root)
+        importer.import_parents(location.package, repository.root / source_root if source_root else repository.root)
         if strategy == "checkout":
             with checkout.checked_out(
                 git, location.module_dir, sha, timeout=config.lock_timeout, fsync=config.fsync
