@@ -22,7 +22,7 @@ from typing import Any, Dict, FrozenSet, Iterable, List, Optional, Sequence, Tup
 from zgit import yamlio
 from zgit.errors import ConfigError, NotARepositoryError, SourceError, ZgitError
 from zgit.pipeline import PipelineConfig
-from zgit.layout import ModuleLocation, candidates, location_of_file
+from zgit.layout import ModuleLocation, candidates, location_of_file, uncommitted_modules
 from zgit.source import Source
 
 ERROR = "error"
@@ -42,6 +42,7 @@ CODES: Dict[str, str] = {
     "dist-version-mismatch": ERROR,
     "drift": INFO,
     "outside-import": WARNING,
+    "uncommitted-file": WARNING,
 }
 
 YAML_SUFFIXES = (".yaml", ".yml")
@@ -360,8 +361,23 @@ class _RepoChecker:
         key = (sha, module_dir)
         found = self._dirs.get(key)
         if found is None:
-            found = self._dirs[key] = self._drift(sha, module_dir) + self._outside_imports(sha, module_dir)
+            found = self._dirs[key] = (
+                self._drift(sha, module_dir) + self._outside_imports(sha, module_dir)
+                + self._uncommitted(sha, module_dir)
+            )
         return found
+
+    def _uncommitted(self, sha: str, module_dir: str) -> List[Finding]:
+        missing = uncommitted_modules(self.git, sha, module_dir)
+        if not missing:
+            return []
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        return [Finding(
+            "uncommitted-file",
+            f"the pin depends on files that are not in commit {_short(sha)}: {shown} (ignored by "
+            "git: generated?); a load of the pin cannot import them as they were. Commit them, "
+            "or generate them outside the module directory",
+        )]
 
     def _drift(self, sha: str, module_dir: str) -> List[Finding]:
         if self.head is None or self.head == sha:

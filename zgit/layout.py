@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import Any, List, Optional
 
 from zgit.errors import SourceError
 
@@ -141,3 +141,28 @@ def import_root_of(file: str, module: str) -> Optional[str]:
         if name != part:
             return None
     return directory
+
+
+def uncommitted_modules(git: Any, sha: str, module_dir: str) -> List[str]:
+    """Importable files (``.py``, extension modules) in the module directory on disk that
+    commit ``sha`` does not have and git ignores: generated modules (setuptools_scm's
+    ``_version.py``, ``*_pb2.py``, extensions built in place).  A pin cannot bring them
+    back: the memory strategy does not find them, the checkout strategy finds whatever
+    the work tree holds.  Repository-relative POSIX paths, sorted."""
+    import importlib.machinery
+    import os
+
+    suffixes = tuple(importlib.machinery.SOURCE_SUFFIXES + importlib.machinery.EXTENSION_SUFFIXES)
+    entries = git.entries(sha, module_dir) or {}
+    root = str(git.root)
+    base = os.path.join(root, *module_dir.split("/")) if module_dir else root
+    found: List[str] = []
+    for dirpath, dirnames, filenames in os.walk(base):
+        dirnames[:] = [d for d in dirnames if d not in ("__pycache__", ".git")]
+        rel_dir = os.path.relpath(dirpath, root).replace(os.sep, "/")
+        for name in filenames:
+            if name.endswith(suffixes):
+                rel = name if rel_dir == "." else f"{rel_dir}/{name}"
+                if rel not in entries and git.is_ignored(rel):
+                    found.append(rel)
+    return sorted(found)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import importlib.machinery
 import os
 import site
 import sys
@@ -11,10 +10,10 @@ import sysconfig
 import warnings
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, List, Optional, Tuple
+from typing import Any, Optional, Tuple
 
 from zgit.errors import NotARepositoryError, SourceError, UncommittedFileWarning, UnpinnedSourceWarning
-from zgit.layout import import_root_of, location_of_file, split_pinned_name
+from zgit.layout import import_root_of, location_of_file, split_pinned_name, uncommitted_modules
 from zgit.loader.checkout import JOURNAL_NAME, locked, recover_locked
 from zgit.repository import Repository, RepoLike
 from zgit.source import Source
@@ -193,28 +192,6 @@ def _home_work_tree(real: str, module_name: str) -> Optional[Tuple[Repository, s
 
 
 # -- files a pin depends on that are not in the commit (item 3) -------------------------------
-
-_MODULE_SUFFIXES = tuple(importlib.machinery.SOURCE_SUFFIXES + importlib.machinery.EXTENSION_SUFFIXES)
-
-
-def uncommitted_modules(git: Any, sha: str, module_dir: str) -> List[str]:
-    """Importable files (``.py``, extension modules) in the module directory on disk that
-    commit ``sha`` does not have: git-ignored generated modules (setuptools_scm's
-    ``_version.py``, ``*_pb2.py``, built extensions).  A pin cannot bring them back: the
-    memory strategy does not find them, the checkout strategy finds the work tree's."""
-    entries = git.entries(sha, module_dir) or {}
-    base = os.path.join(str(git.root), *module_dir.split("/")) if module_dir else str(git.root)
-    found: List[str] = []
-    for dirpath, dirnames, filenames in os.walk(base):
-        dirnames[:] = sorted(d for d in dirnames if d not in ("__pycache__", ".git"))
-        rel_dir = Path(os.path.relpath(dirpath, str(git.root))).as_posix()
-        for name in sorted(filenames):
-            if name.endswith(_MODULE_SUFFIXES):
-                rel = name if rel_dir == "." else f"{rel_dir}/{name}"
-                if rel not in entries:
-                    found.append(rel)
-    return found
-
 
 def _warn_uncommitted_modules(git: Any, sha: str, module_dir: str, source: Source) -> None:
     missing = uncommitted_modules(git, sha, module_dir)
