@@ -374,11 +374,39 @@ def init_repository(path: "str | os.PathLike[str]", branch: str = "main") -> Git
     return _open_cached(os.path.realpath(created.path))
 
 
+_none_refs_fixed: Optional[bool] = None  # None: not known yet whether pygit2 needs the fix
+
+
+def _discover(start: str) -> Optional[str]:
+    """``pygit2.discover_repository(start)``, without its refcount bug.
+
+    Some pygit2 releases (1.21 among them) return ``None`` for "no repository here"
+    without taking a reference to it, so each miss takes one from ``None``; a process
+    that resolves many objects outside any repository ends in "Fatal Python error:
+    none_dealloc".  The first miss measures whether this pygit2 does so (Python 3.12+
+    makes ``None`` immortal: nothing to fix), and each miss then gives the reference back.
+    """
+    global _none_refs_fixed
+    import sys
+
+    before = sys.getrefcount(None)
+    found = pygit2.discover_repository(start)
+    if found is None:
+        if _none_refs_fixed is None:
+            # ``found`` holds a reference now: one more than before, unless none was taken
+            _none_refs_fixed = sys.getrefcount(None) <= before
+        if _none_refs_fixed:
+            import ctypes
+
+            ctypes.pythonapi.Py_IncRef(ctypes.py_object(None))
+    return found
+
+
 def open_repo(path: "str | os.PathLike[str] | None" = None) -> GitRepo:
     """The repository whose work tree holds ``path`` (default: the current directory)."""
     start = os.path.abspath(os.fspath(path) if path is not None else os.getcwd())
     try:
-        git_dir = pygit2.discover_repository(start)
+        git_dir = _discover(start)
     except pygit2.GitError:
         git_dir = None
     if git_dir is None:

@@ -257,8 +257,14 @@ def _in_site_packages(path: str) -> bool:
     return "site-packages" in parts or "dist-packages" in parts or any(_is_within(path, d) for d in _site_dirs())
 
 
-def _in_stdlib(path: str) -> bool:
+@lru_cache(maxsize=1)
+def _stdlib_dir() -> str:
     stdlib = sysconfig.get_paths().get("stdlib")
+    return os.path.realpath(stdlib) if stdlib else ""
+
+
+def _in_stdlib(path: str) -> bool:
+    stdlib = _stdlib_dir()
     return bool(stdlib) and _is_within(path, stdlib)
 
 
