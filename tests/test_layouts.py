@@ -60,6 +60,7 @@ def _caught(fn, *args, **kwargs):
 
 
 def _src_layout(repo: WorkTree) -> str:
+    repo.write(".gitignore", "__pycache__/\n")
     repo.write("src/mypkg/__init__.py", "")
     repo.write("src/mypkg/steps/__init__.py", "")
     repo.write("src/mypkg/steps/train.py", STEP.format(version=1))
@@ -496,6 +497,29 @@ def test_editable_code_in_a_work_tree_is_pinned_by_its_commit_from_any_directory
     out = _run(editable, RESOLVE, experiments.path)
     assert out["source"] == f"zglib.steps.train.Trainer@{v3}"
 
+    # audit and show agree with load: the pin is found in the work tree that holds the module
+    experiments.write("pipelines/p.yaml", f"version: '1'\nname: P\nsteps:\n  t: {{source: 'zglib.steps.train.Trainer@{v1}'}}\n")
+    experiments.commit("pipeline")
+    for args, code, text in (
+        (["audit", "--format", "json"], 0, '"drift"'),
+        (["show", f"zglib.steps.train.Trainer@{v1}"], 0, "VERSION = 1"),
+    ):
+        result = _cli(editable, args, experiments.path)
+        assert result.returncode == code and text in result.stdout, result.stdout + result.stderr
+    assert json.loads(_cli(editable, ["audit", "--format", "json"], experiments.path).stdout)["summary"]["errors"] == 0
+
+
+def _cli(editable: Dict[str, Any], args: List[str], cwd: Path) -> "subprocess.CompletedProcess[str]":
+    """The zgit command line with the editable installs' site directory on sys.path."""
+    script = (
+        "import site, sys\n"
+        f"site.addsitedir({editable['site']!r})\n"
+        "from zgit.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    return subprocess.run([sys.executable, "-c", script, *args], cwd=cwd, env=zgit_env(),
+                          capture_output=True, text=True)
+
 
 def test_editable_install_outside_git_keeps_its_distribution_pin_and_zgit_show_reads_it(editable, tmp_path):
     repo = WorkTree(tmp_path / "project")
@@ -507,18 +531,11 @@ def test_editable_install_outside_git_keeps_its_distribution_pin_and_zgit_show_r
         out["same"] = zgit.load_source(source) is Trainer
         """, repo.path)
     assert out["source"] == "zgplain.steps.Trainer@zg_layouts_plain_0.5.0" and out["same"], out
-    show = (
-        "import site, sys\n"
-        f"site.addsitedir({editable['site']!r})\n"
-        "from zgit.cli import main\n"
-        "sys.exit(main(sys.argv[1:]))\n"
-    )
     for source, code, text in (
         ("zgplain.steps.Trainer@zg_layouts_plain_0.5.0", 0, "VERSION = 5"),
         ("zgplain.steps.Typo@zg_layouts_plain_0.5.0", 1, "'Typo'"),
     ):
-        result = subprocess.run([sys.executable, "-c", show, "show", source], cwd=repo.path, env=zgit_env(),
-                                capture_output=True, text=True)
+        result = _cli(editable, ["show", source], repo.path)
         assert result.returncode == code, result.stderr
         assert text in (result.stdout if code == 0 else result.stderr)
 

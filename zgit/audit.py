@@ -303,10 +303,10 @@ def _join(root: str, rel: str) -> str:
 class _RepoChecker:
     """Checks sources against one repository, caching by commit, directory and blob."""
 
-    def __init__(self, repository: Any) -> None:
+    def __init__(self, repository: Any, source_root: Optional[str] = None) -> None:
         self.repository = repository
         self.git = repository.git
-        self.source_root: str = repository.config.source_root
+        self.source_root: str = repository.config.source_root if source_root is None else source_root
         self.head: Optional[str] = self.git.head_sha()
         self._commits: Dict[str, bool] = {}
         self._locations: Dict[Tuple[str, str], Optional[ModuleLocation]] = {}
@@ -538,11 +538,11 @@ class _Auditor:
             self._by_dir[directory] = self._checker(repository) if repository is not None else None
         return self._by_dir[directory]
 
-    def _checker(self, repository: Any) -> _RepoChecker:
-        key = id(repository)
+    def _checker(self, repository: Any, source_root: Optional[str] = None) -> _RepoChecker:
+        key = (id(repository), source_root)
         found = self._checkers.get(key)
         if found is None:
-            found = self._checkers[key] = _RepoChecker(repository)
+            found = self._checkers[key] = _RepoChecker(repository, source_root)
         return found
 
     def installed_version(self, name: str) -> Optional[str]:
@@ -591,6 +591,11 @@ class _Auditor:
                     f"'{source.distribution.replace('_', '-')}=={source.version}'",  # type: ignore[union-attr]
                 )]
             return []
+        if checker is None or not checker.has_commit(source.sha):  # type: ignore[arg-type]
+            # Code installed editable from another work tree is pinned by that tree's commit.
+            home = self.home_checker(source)
+            if home is not None:
+                return home.check(source)
         if checker is None:
             return [Finding(
                 "unknown-commit",
@@ -598,6 +603,14 @@ class _Auditor:
                 "repository (run zgit from the repository, or pass it)",
             )]
         return checker.check(source)
+
+    def home_checker(self, source: Source) -> Optional[_RepoChecker]:
+        """The checker of the work tree on ``sys.path`` that holds ``source``'s module
+        and has its commit (found without importing anything), or None."""
+        from zgit.home import module_home
+
+        found = module_home(source)
+        return None if found is None else self._checker(found[0], found[1])
 
     # one file
 

@@ -405,11 +405,28 @@ def cmd_show(args: argparse.Namespace, out: TextIO) -> int:
     if source.kind == "dist":
         data = _dist_module_file(source).read_bytes()
     else:
-        repository = _repository()
+        from zgit.errors import NotARepositoryError
+        from zgit.home import module_home
+
+        try:
+            repository = _repository()
+        except NotARepositoryError:
+            repository = None
+        source_root = repository.config.source_root if repository is not None else ""
+        if repository is None or not repository.git.has_commit(source.sha):
+            # code installed editable from another work tree: pinned by that tree's commit
+            home = module_home(source)
+            if home is not None:
+                repository, source_root = home
+            elif repository is None:
+                raise NotARepositoryError(
+                    f"cannot show {source}: the current directory is not inside a git repository, "
+                    f"and no git work tree on sys.path holds module {source.module!r} with that commit"
+                )
+            else:
+                raise PinNotFoundError(repository.git.missing_commit(source.sha))
         git = repository.git
-        if not git.has_commit(source.sha):
-            raise PinNotFoundError(git.missing_commit(source.sha))
-        location = locate(git, source.sha, source.module, repository.config.source_root)
+        location = locate(git, source.sha, source.module, source_root)
         if location is None:
             raise SourceNotFoundError(f"module {source.module!r} does not exist at commit {source.sha}")
         data = git.read(source.sha, location.file) or b""

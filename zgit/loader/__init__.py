@@ -10,7 +10,6 @@ warning.
 
 from __future__ import annotations
 
-import os
 import sys
 import types
 import warnings
@@ -24,7 +23,8 @@ from zgit.errors import (
     SourceNotFoundError,
     UnpinnedSourceWarning,
 )
-from zgit.layout import ModuleLocation, candidates, find_top_level
+from zgit.home import module_home
+from zgit.layout import ModuleLocation, candidates
 from zgit.loader import checkout, importer, memory, tracebacks
 from zgit.repository import Repository, RepoLike
 from zgit.source import Source
@@ -126,28 +126,6 @@ def _locate(repository: Repository, source_root: str, source: Source) -> ModuleL
 def _ready(module: Optional[types.ModuleType]) -> bool:
     spec = getattr(module, "__spec__", None)
     return module is not None and not getattr(spec, "_initializing", False)
-
-
-def module_home(source: Source) -> Optional[Tuple[Repository, str]]:
-    """The git work tree that holds ``source``'s module, as found from where the module
-    lives on ``sys.path`` (an editable install, a checkout on the path) without importing
-    it, and the source root there (the ``sys.path`` entry); None unless that work tree
-    has the pinned commit.  Lets a pin of editable code load from any current directory.
-    """
-    top = source.module.partition(".")[0]
-    for location in find_top_level(top):
-        holder = os.path.dirname(location)
-        try:
-            home = Repository.coerce(location if os.path.isdir(location) else holder)
-        except NotARepositoryError:
-            continue
-        root = os.path.realpath(home.root)
-        if not (holder == root or holder.startswith(root + os.sep)):
-            continue
-        if home.git.has_commit(source.sha):  # type: ignore[arg-type]
-            rel = os.path.relpath(holder, root).replace(os.sep, "/")
-            return home, ("" if rel == "." else rel)
-    return None
 
 
 def _load_git(source: Source, repository: Repository, config: Config, strategy: str,
