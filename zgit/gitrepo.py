@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import os
 import stat
+import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -374,32 +375,26 @@ def init_repository(path: "str | os.PathLike[str]", branch: str = "main") -> Git
     return _open_cached(os.path.realpath(created.path))
 
 
-_none_refs_fixed: Optional[bool] = None  # None: not known yet whether pygit2 needs the fix
-
-
 def _discover(start: str) -> Optional[str]:
     """``pygit2.discover_repository(start)``, without its refcount bug.
 
-    Some pygit2 releases (1.21 among them) return ``None`` for "no repository here"
-    without taking a reference to it, so each miss takes one from ``None``; a process
-    that resolves many objects outside any repository ends in "Fatal Python error:
-    none_dealloc".  The first miss measures whether this pygit2 does so (Python 3.12+
-    makes ``None`` immortal: nothing to fix), and each miss then gives the reference back.
+    pygit2 (1.21, and its source to date) returns ``None`` for "no repository here"
+    without taking a reference to it, so each miss takes one from ``None``; a process that
+    looks for repositories outside any (resolving many objects from a job runner's
+    directory, say) ends in "Fatal Python error: none_dealloc".  Each miss gives the
+    reference back.  Should pygit2 fix this, the extra reference is harmless (``None`` is
+    never freed; from Python 3.12 on it is immortal and counting does nothing).
     """
-    global _none_refs_fixed
-    import sys
-
-    before = sys.getrefcount(None)
     found = pygit2.discover_repository(start)
-    if found is None:
-        if _none_refs_fixed is None:
-            # ``found`` holds a reference now: one more than before, unless none was taken
-            _none_refs_fixed = sys.getrefcount(None) <= before
-        if _none_refs_fixed:
-            import ctypes
+    if found is None and _NONE_IS_COUNTED:
+        import ctypes  # only on a miss: it costs start-up time
 
-            ctypes.pythonapi.Py_IncRef(ctypes.py_object(None))
+        ctypes.pythonapi.Py_IncRef(ctypes.py_object(None))
     return found
+
+
+# CPython before 3.12 counts references to None (PyPy has no counts; 3.12 makes None immortal).
+_NONE_IS_COUNTED = sys.implementation.name == "cpython" and sys.version_info < (3, 12)
 
 
 def open_repo(path: "str | os.PathLike[str] | None" = None) -> GitRepo:
