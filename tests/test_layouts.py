@@ -362,6 +362,13 @@ def test_uncaught_traceback_shows_pinned_source_lines(repo, strategy):
     assert f"steps@{sha}/boom.py\", line 2, in explode" in result.stderr, result.stderr
     assert "raise ValueError('pinned boom')  # the pinned line" in result.stderr, result.stderr
     assert "working line" not in result.stderr
+    # the same in a thread (threading's own hook prints with the interpreter's printer too)
+    threaded = (f"import threading, zgit\nf = zgit.load_source('steps.boom.explode@{sha}', strategy='{strategy}')\n"
+                "t = threading.Thread(target=f, name='worker')\nt.start()\nt.join()\n")
+    result = subprocess.run([sys.executable, "-c", threaded], cwd=repo.path, env=zgit_env(),
+                            capture_output=True, text=True)
+    assert "Exception in thread worker" in result.stderr, result.stderr
+    assert "raise ValueError('pinned boom')  # the pinned line" in result.stderr, result.stderr
     # an exception with no pinned frame goes to the interpreter's own hook, as before
     plain = subprocess.run([sys.executable, "-c", "import zgit\nraise KeyError('x')\n"], cwd=repo.path,
                            env=zgit_env(), capture_output=True, text=True)
@@ -554,3 +561,32 @@ def test_zgit_show_of_zgit_builtins_from_an_editable_install(tmp_path):
     assert source.kind == "dist"
     result = run_zgit("show", str(source), cwd=repo.path)
     assert result.returncode == 0 and "class RandomSplit" in result.stdout, str(result)
+
+
+# -- resolving from outside any repository, many times --------------------------------------
+
+
+@pytest.mark.skipif(sys.implementation.name != "cpython" or sys.version_info >= (3, 12),
+                    reason="None has no reference count to lose")
+def test_repository_discovery_misses_keep_none_alive(tmp_path):
+    """pygit2's discover_repository returns None without a reference; each miss used to take
+    one from None, and a job runner resolving from outside any repository crashed
+    ("Fatal Python error: none_dealloc").  In a subprocess: the old code aborts it."""
+    outside = tmp_path / "nowhere"
+    outside.mkdir()
+    script = textwrap.dedent("""\
+        import sys
+        from zgit.errors import NotARepositoryError
+        from zgit.gitrepo import open_repo
+        before = sys.getrefcount(None)
+        for _ in range(3000):
+            try:
+                open_repo(".")
+            except NotARepositoryError:
+                pass
+        print(sys.getrefcount(None) - before)
+        """)
+    result = subprocess.run([sys.executable, "-c", script], cwd=outside, env=zgit_env(),
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert int(result.stdout) > -1000

@@ -3,7 +3,8 @@
 Pinned modules have virtual file names (``<root>/<module dir>@<sha>/<file>``) that exist on
 no disk; :mod:`linecache` is fed their lines, so :mod:`traceback` shows them.  The
 interpreter's own printer for uncaught exceptions reads the file by its path instead
-(Python 3.11+) and shows no line.  :func:`install` chains a ``sys.excepthook`` that prints
+(Python 3.11+) and shows no line.  :func:`install` chains a ``sys.excepthook`` (and a
+``threading.excepthook``) that prints
 through :mod:`traceback` only when a pinned frame is in the traceback, and otherwise hands
 the exception to the hook it replaced: ``__file__`` stays virtual, nothing else changes.
 """
@@ -47,7 +48,28 @@ def _chained(previous: Callable[..., Any]) -> Callable[..., Any]:
     return excepthook
 
 
+def _chained_thread_hook(previous: Callable[..., Any]) -> Callable[..., Any]:
+    def excepthook(args: Any) -> None:
+        try:
+            pinned = args.exc_value is not None and _has_pinned_frame(args.exc_value, set())
+        except Exception:
+            pinned = False
+        if not pinned:
+            return previous(args)
+        name = args.thread.name if args.thread is not None else "<unknown>"
+        print(f"Exception in thread {name}:", file=sys.stderr, flush=True)
+        traceback.print_exception(args.exc_type, args.exc_value, args.exc_traceback, file=sys.stderr)
+
+    excepthook.__zgit_previous__ = previous  # type: ignore[attr-defined]
+    return excepthook
+
+
 def install() -> None:
-    """Chain zgit's hook in front of the current ``sys.excepthook`` (idempotent)."""
+    """Chain zgit's hooks in front of the current ``sys.excepthook`` and
+    ``threading.excepthook`` (idempotent)."""
+    import threading
+
     if not hasattr(sys.excepthook, "__zgit_previous__"):
         sys.excepthook = _chained(sys.excepthook)
+    if not hasattr(threading.excepthook, "__zgit_previous__"):
+        threading.excepthook = _chained_thread_hook(threading.excepthook)
