@@ -5,7 +5,6 @@ Every key is optional; environment variables win over the file.
 
 from __future__ import annotations
 
-import difflib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,6 +111,8 @@ def check_known_keys(path: "Path | str", data: Mapping[Any, Any]) -> None:
 
 
 def _unknown_key(path: "Path | str", key: str, known: "list[str]") -> None:
+    import difflib  # only on this error path: start-up time
+
     nearest = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
     hint = f"did you mean {nearest[0]!r}? " if nearest else ""
     raise ConfigError(

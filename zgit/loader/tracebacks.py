@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import re
 import sys
-import traceback
 from types import TracebackType
 from typing import Any, Callable, Optional, Set, Type
 
@@ -42,6 +41,8 @@ def _chained(previous: Callable[..., Any]) -> Callable[..., Any]:
             pinned = False
         if not pinned:
             return previous(kind, value, tb)
+        import traceback
+
         traceback.print_exception(kind, value, tb, file=sys.stderr)
 
     excepthook.__zgit_previous__ = previous  # type: ignore[attr-defined]
@@ -56,6 +57,8 @@ def _chained_thread_hook(previous: Callable[..., Any]) -> Callable[..., Any]:
             pinned = False
         if not pinned:
             return previous(args)
+        import traceback
+
         name = args.thread.name if args.thread is not None else "<unknown>"
         print(f"Exception in thread {name}:", file=sys.stderr, flush=True)
         traceback.print_exception(args.exc_type, args.exc_value, args.exc_traceback, file=sys.stderr)
