@@ -609,7 +609,7 @@ class _Auditor:
         and has its commit (found without importing anything), or None."""
         from zgit.home import module_home
 
-        found = module_home(source)
+        found = module_home(source.module, source.sha)  # type: ignore[arg-type]
         return None if found is None else self._checker(found[0], found[1])
 
     # one file

@@ -415,7 +415,7 @@ def cmd_show(args: argparse.Namespace, out: TextIO) -> int:
         source_root = repository.config.source_root if repository is not None else ""
         if repository is None or not repository.git.has_commit(source.sha):
             # code installed editable from another work tree: pinned by that tree's commit
-            home = module_home(source)
+            home = module_home(source.module, source.sha)
             if home is not None:
                 repository, source_root = home
             elif repository is None:
@@ -468,9 +468,9 @@ def cmd_load(args: argparse.Namespace, out: TextIO) -> int:
     try:
         repository = _repository()
     except NotARepositoryError:
-        if source.kind != "dist":
+        if source.kind == "unpinned":
             raise
-        repository = None
+        repository = None  # a git pin may be found in the work tree that holds its module
     from zgit import load_source
 
     started = time.perf_counter()
@@ -482,7 +482,12 @@ def cmd_load(args: argparse.Namespace, out: TextIO) -> int:
     kind = "class" if isinstance(obj, type) else ("function" if callable(obj) else type(obj).__name__)
     name = f"{getattr(obj, '__module__', source.module)}.{getattr(obj, '__qualname__', source.attribute)}"
     if source.kind == "git":
-        strategy = args.strategy or repository.config.strategy
+        if args.strategy is None and repository is None:
+            from zgit.config import Config
+
+            strategy = Config.load_defaults().strategy
+        else:
+            strategy = args.strategy or repository.config.strategy
         pin = f"{source.sha} (git)"
     elif source.kind == "dist":
         strategy = "installed distribution"

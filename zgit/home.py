@@ -14,16 +14,15 @@ from typing import Optional, Tuple
 from zgit.errors import NotARepositoryError
 from zgit.layout import find_top_level
 from zgit.repository import Repository
-from zgit.source import Source
 
 
-def module_home(source: Source) -> Optional[Tuple[Repository, str]]:
-    """The git work tree that holds ``source``'s module, as found from where the module
-    lives on ``sys.path`` (an editable install, a checkout on the path) without importing
-    it, and the source root there (the ``sys.path`` entry); None unless that work tree
-    has the pinned commit.  Lets a pin of editable code load from any current directory.
+def module_home(module: str, sha: str) -> Optional[Tuple[Repository, str]]:
+    """The git work tree that holds module ``module``, as found from where it lives on
+    ``sys.path`` (an editable install, a checkout on the path) without importing it, and
+    the source root there (the ``sys.path`` entry); None unless that work tree has commit
+    ``sha``.  Lets a pin of editable code load from any current directory.
     """
-    top = source.module.partition(".")[0]
+    top = module.partition(".")[0]
     for location in find_top_level(top):
         holder = os.path.dirname(location)
         try:
@@ -33,7 +32,7 @@ def module_home(source: Source) -> Optional[Tuple[Repository, str]]:
         root = os.path.realpath(home.root)
         if not (holder == root or holder.startswith(root + os.sep)):
             continue
-        if home.git.has_commit(source.sha):  # type: ignore[arg-type]
+        if home.git.has_commit(sha):
             rel = os.path.relpath(holder, root).replace(os.sep, "/")
             return home, ("" if rel == "." else rel)
     return None

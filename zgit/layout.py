@@ -102,16 +102,28 @@ def find_top_level(top: str) -> List[str]:
     ``sys.path``, found without importing it: a regular package gives its directory, a
     namespace package each of its portions, a plain module its file.  Empty when not found.
 
-    Only the finders are asked (``importlib.util.find_spec`` of a top-level name runs no
-    module code); an editable install's own finder (setuptools' PEP 660 mapping) counts.
+    Only the finders on ``sys.meta_path`` are asked (for a top-level name that runs no
+    module code); an editable install's own finder (setuptools' PEP 660 mapping) counts,
+    zgit's own finders do not (they may be asking this very question).
     """
-    import importlib.util
     import os
+    import sys
 
-    try:
-        spec = importlib.util.find_spec(top)
-    except (ImportError, ValueError):
-        return []
+    module = sys.modules.get(top)
+    spec = getattr(module, "__spec__", None) if module is not None else None
+    if spec is None:
+        for finder in list(sys.meta_path):
+            if (getattr(finder, "__module__", "") or "").startswith("zgit."):
+                continue
+            find_spec = getattr(finder, "find_spec", None)
+            if find_spec is None:
+                continue
+            try:
+                spec = find_spec(top, None)
+            except (ImportError, ValueError):
+                spec = None
+            if spec is not None:
+                break
     if spec is None:
         return []
     locations = list(spec.submodule_search_locations or [])

@@ -71,7 +71,7 @@ def load_source(source: Union[str, Source], *, repo: RepoLike = None, strategy: 
         config = repository.config if repository is not None else Config.load_defaults()
         obj = load_distribution_source(parsed, config.on_version_mismatch)
     elif parsed.kind == "git" and (repository is None or not repository.git.has_commit(parsed.sha)):
-        home = module_home(parsed)
+        home = module_home(parsed.module, parsed.sha)
         if home is None and repository is None:
             raise NotARepositoryError(
                 f"cannot load {text}: the current directory is not inside a git repository, and "
