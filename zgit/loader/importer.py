@@ -256,31 +256,23 @@ def forget_trees() -> None:
 
 
 def _discover_tree(package: str, sha: str) -> PinnedTree:
-    """Find the pin in the repository of the current directory (e.g. when unpickling),
-    or else in the work tree on ``sys.path`` that holds the package (editable installs)."""
-    from zgit.home import module_home
+    """Find the pin in the repository of the current directory (e.g. when unpickling)."""
     from zgit.repository import Repository
 
     try:
         repo = Repository.coerce(None)
         source_root = repo.config.source_root
     except ZgitError as exc:
-        home = module_home(package, sha)
-        if home is None:
-            raise SourceNotFoundError(
-                f"cannot import {package}@{sha}: {exc}. Pinned modules are brought back from the "
-                "repository of the current directory: run this from inside it"
-            ) from exc
-        repo, source_root = home
-    if not repo.git.has_commit(sha):
-        home = module_home(package, sha)
-        if home is None:
-            raise SourceNotFoundError(
-                f"cannot import {package}@{sha}: {repo.git.missing_commit(sha)}; or run from the "
-                "repository that has it"
-            )
-        repo, source_root = home
+        raise SourceNotFoundError(
+            f"cannot import {package}@{sha}: {exc}. Pinned modules are brought back from the "
+            "repository of the current directory: run this from inside it"
+        ) from exc
     module_dir = "/".join(filter(None, [source_root, package.replace(".", "/")]))
+    if not repo.git.has_commit(sha):
+        raise SourceNotFoundError(
+            f"cannot import {package}@{sha}: {repo.git.missing_commit(sha)}; or run from the "
+            "repository that has it"
+        )
     return register(PinnedTree(repo.git, module_dir, package, sha))
 
 
