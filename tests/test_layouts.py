@@ -510,6 +510,7 @@ def test_editable_code_in_a_work_tree_is_pinned_by_its_commit_from_any_directory
     for args, code, text in (
         (["audit", "--format", "json"], 0, '"drift"'),
         (["show", f"zglib.steps.train.Trainer@{v1}"], 0, "VERSION = 1"),
+        (["pin", "--check"], 0, "every git source is pinned"),
     ):
         result = _cli(editable, args, experiments.path)
         assert result.returncode == code and text in result.stdout, result.stdout + result.stderr

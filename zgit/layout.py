@@ -170,10 +170,12 @@ def uncommitted_modules(git: Any, sha: str, module_dir: str) -> List[str]:
     base = os.path.join(root, *module_dir.split("/")) if module_dir else root
     found: List[str] = []
     for dirpath, dirnames, filenames in os.walk(base):
-        dirnames[:] = [d for d in dirnames if d not in ("__pycache__", ".git")]
+        # Only directories that can be packages hold importable modules (this skips
+        # .git/, .venv/, .mypy_cache/ and directories such as big-data/ without a look inside).
+        dirnames[:] = [d for d in dirnames if d.isidentifier() and d != "__pycache__"]
         rel_dir = os.path.relpath(dirpath, root).replace(os.sep, "/")
         for name in filenames:
-            if name.endswith(suffixes):
+            if name.endswith(suffixes) and name.partition(".")[0].isidentifier():
                 rel = name if rel_dir == "." else f"{rel_dir}/{name}"
                 if rel not in entries and git.is_ignored(rel):
                     found.append(rel)
