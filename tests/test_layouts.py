@@ -505,7 +505,7 @@ def test_editable_code_in_a_work_tree_is_pinned_by_its_commit_from_any_directory
     assert out["source"] == f"zglib.steps.train.Trainer@{v3}"
 
     # audit and show agree with load: the pin is found in the work tree that holds the module
-    experiments.write("pipelines/p.yaml", f"version: '1'\nname: P\nsteps:\n  t: {{source: 'zglib.steps.train.Trainer@{v1}'}}\n")
+    _pipeline_file(experiments, f"zglib.steps.train.Trainer@{v1}")
     experiments.commit("pipeline")
     for args, code, text in (
         (["audit", "--format", "json"], 0, '"drift"'),
