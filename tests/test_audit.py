@@ -21,6 +21,7 @@ SEVERITY = {
     "unknown-commit": "error", "missing-module": "error", "missing-class": "error",
     "dist-not-installed": "error", "dist-version-mismatch": "error",
     "drift": "info", "outside-import": "warning",
+    "uncommitted-file": "warning",  # issue 11 item 3: git-ignored files the pin depends on
 }
 
 
@@ -123,6 +124,7 @@ def test_every_finding_code_in_json_matching_design(project: Project):
     else:
         every_code_expected = set(SEVERITY)
 
+    every_code_expected.discard("uncommitted-file")  # needs a .gitignore: tests/test_layouts.py
     every_code = {f["code"] for file in data["files"] for f in file["findings"]}
     every_code |= {c for cs in codes.values() for c in cs}
     assert every_code == every_code_expected

@@ -22,7 +22,7 @@ from typing import Any, Dict, FrozenSet, Iterable, List, Optional, Sequence, Tup
 from zgit import yamlio
 from zgit.errors import ConfigError, NotARepositoryError, SourceError, ZgitError
 from zgit.pipeline import PipelineConfig
-from zgit.layout import ModuleLocation, candidates, location_of_file
+from zgit.layout import ModuleLocation, candidates, location_of_file, uncommitted_modules
 from zgit.source import Source
 
 ERROR = "error"
@@ -42,6 +42,7 @@ CODES: Dict[str, str] = {
     "dist-version-mismatch": ERROR,
     "drift": INFO,
     "outside-import": WARNING,
+    "uncommitted-file": WARNING,
 }
 
 YAML_SUFFIXES = (".yaml", ".yml")
@@ -302,10 +303,10 @@ def _join(root: str, rel: str) -> str:
 class _RepoChecker:
     """Checks sources against one repository, caching by commit, directory and blob."""
 
-    def __init__(self, repository: Any) -> None:
+    def __init__(self, repository: Any, source_root: Optional[str] = None) -> None:
         self.repository = repository
         self.git = repository.git
-        self.source_root: str = repository.config.source_root
+        self.source_root: str = repository.config.source_root if source_root is None else source_root
         self.head: Optional[str] = self.git.head_sha()
         self._commits: Dict[str, bool] = {}
         self._locations: Dict[Tuple[str, str], Optional[ModuleLocation]] = {}
@@ -360,8 +361,23 @@ class _RepoChecker:
         key = (sha, module_dir)
         found = self._dirs.get(key)
         if found is None:
-            found = self._dirs[key] = self._drift(sha, module_dir) + self._outside_imports(sha, module_dir)
+            found = self._dirs[key] = (
+                self._drift(sha, module_dir) + self._outside_imports(sha, module_dir)
+                + self._uncommitted(sha, module_dir)
+            )
         return found
+
+    def _uncommitted(self, sha: str, module_dir: str) -> List[Finding]:
+        missing = uncommitted_modules(self.git, sha, module_dir)
+        if not missing:
+            return []
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        return [Finding(
+            "uncommitted-file",
+            f"the pin depends on files that are not in commit {_short(sha)}: {shown} (ignored by "
+            "git: generated?); a load of the pin cannot import them as they were. Commit them, "
+            "or generate them outside the module directory",
+        )]
 
     def _drift(self, sha: str, module_dir: str) -> List[Finding]:
         if self.head is None or self.head == sha:
@@ -454,11 +470,7 @@ class _RepoChecker:
     def check(self, source: Source) -> List[Finding]:
         sha: str = source.sha  # type: ignore[assignment]
         if not self.has_commit(sha):
-            return [Finding(
-                "unknown-commit",
-                f"commit {sha} is not in the repository at {self.repository.root}: fetch the "
-                "history that has it (git fetch --all, or clone without --depth), or re-pin",
-            )]
+            return [Finding("unknown-commit", self.repository.git.missing_commit(sha))]
         location = self.location(sha, source.module)
         if location is None:
             if "." not in source.module and self._module_file(sha, source.module) is not None:
@@ -526,11 +538,11 @@ class _Auditor:
             self._by_dir[directory] = self._checker(repository) if repository is not None else None
         return self._by_dir[directory]
 
-    def _checker(self, repository: Any) -> _RepoChecker:
-        key = id(repository)
+    def _checker(self, repository: Any, source_root: Optional[str] = None) -> _RepoChecker:
+        key = (id(repository), source_root)
         found = self._checkers.get(key)
         if found is None:
-            found = self._checkers[key] = _RepoChecker(repository)
+            found = self._checkers[key] = _RepoChecker(repository, source_root)
         return found
 
     def installed_version(self, name: str) -> Optional[str]:
@@ -579,6 +591,11 @@ class _Auditor:
                     f"'{source.distribution.replace('_', '-')}=={source.version}'",  # type: ignore[union-attr]
                 )]
             return []
+        if checker is None or not checker.has_commit(source.sha):  # type: ignore[arg-type]
+            # Code installed editable from another work tree is pinned by that tree's commit.
+            home = self.home_checker(source)
+            if home is not None:
+                return home.check(source)
         if checker is None:
             return [Finding(
                 "unknown-commit",
@@ -586,6 +603,14 @@ class _Auditor:
                 "repository (run zgit from the repository, or pass it)",
             )]
         return checker.check(source)
+
+    def home_checker(self, source: Source) -> Optional[_RepoChecker]:
+        """The checker of the work tree on ``sys.path`` that holds ``source``'s module
+        and has its commit (found without importing anything), or None."""
+        from zgit.home import module_home
+
+        found = module_home(source.module, source.sha)  # type: ignore[arg-type]
+        return None if found is None else self._checker(found[0], found[1])
 
     # one file
 

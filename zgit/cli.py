@@ -363,7 +363,36 @@ def _dist_module_file(source: Any) -> Any:
     for file in dist.files or ():
         if str(file).replace(os.sep, "/") in wanted:
             return dist.locate_file(file)
+    editable = _editable_module_file(source)
+    if editable is not None:
+        return editable
     raise SourceNotFoundError(f"{source}: distribution {source.distribution!r} has no module {source.module!r}")
+
+
+def _editable_module_file(source: Any) -> Any:
+    """The module's file when the distribution serves it from elsewhere (an editable
+    install lists no package files): found on sys.path without importing it, and taken
+    only when that file is the distribution's (as ``load`` and ``audit`` decide)."""
+    from pathlib import Path
+
+    from zgit.distributions import distribution_pin
+    from zgit.layout import find_top_level
+    from zgit.source import normalize_dist_name
+
+    top, _, rest = source.module.partition(".")
+    for location in find_top_level(top):
+        base = Path(location)
+        if base.is_file():
+            candidates = [base] if not rest else []
+        else:
+            sub = base.joinpath(*rest.split(".")) if rest else base
+            candidates = [sub.with_name(sub.name + ".py"), sub / "__init__.py"] if rest else [sub / "__init__.py"]
+        for candidate in candidates:
+            if candidate.is_file():
+                pin = distribution_pin(source.module, str(candidate))
+                if pin is not None and pin[0] == normalize_dist_name(source.distribution or ""):
+                    return candidate
+    return None
 
 
 def cmd_show(args: argparse.Namespace, out: TextIO) -> int:
@@ -376,14 +405,32 @@ def cmd_show(args: argparse.Namespace, out: TextIO) -> int:
     if source.kind == "dist":
         data = _dist_module_file(source).read_bytes()
     else:
-        repository = _repository()
+        from zgit.errors import NotARepositoryError
+        from zgit.home import module_home
+
+        try:
+            repository = _repository()
+        except NotARepositoryError:
+            repository = None
+        source_root = repository.config.source_root if repository is not None else ""
+        if repository is None or not repository.git.has_commit(source.sha):
+            # code installed editable from another work tree: pinned by that tree's commit
+            home = module_home(source.module, source.sha)
+            if home is not None:
+                repository, source_root = home
+            elif repository is None:
+                raise NotARepositoryError(
+                    f"cannot show {source}: the current directory is not inside a git repository, "
+                    f"and no git work tree on sys.path holds module {source.module!r} with that commit"
+                )
+            else:
+                raise PinNotFoundError(repository.git.missing_commit(source.sha))
         git = repository.git
-        if not git.has_commit(source.sha):
-            raise PinNotFoundError(f"commit {source.sha} is not in the repository at {repository.root}")
-        location = locate(git, source.sha, source.module, repository.config.source_root)
+        location = locate(git, source.sha, source.module, source_root)
         if location is None:
             raise SourceNotFoundError(f"module {source.module!r} does not exist at commit {source.sha}")
         data = git.read(source.sha, location.file) or b""
+    _check_defines(source, data)
     out.flush()
     buffer = getattr(out, "buffer", None)
     if buffer is not None:
@@ -392,6 +439,24 @@ def cmd_show(args: argparse.Namespace, out: TextIO) -> int:
     else:
         out.write(data.decode("utf-8", "replace"))
     return EXIT_OK
+
+
+def _check_defines(source: Any, data: bytes) -> None:
+    """Refuse (exit 1) when the module at the pin binds no top-level ``source.attribute``,
+    read with ``ast`` as ``zgit audit`` does; a module that cannot be parsed, or binds
+    names dynamically, is given the benefit of the doubt."""
+    from zgit.audit import module_names
+    from zgit.errors import SourceNotFoundError
+
+    names = module_names(data)
+    if names.error is None and not names.binds(source.attribute):
+        at = f"commit {source.sha}" if source.kind == "git" else f"{source.distribution} {source.version}"
+        defined = sorted(n for n in names.names if not n.startswith("_"))
+        shown = ", ".join(defined[:20]) + (" ..." if len(defined) > 20 else "")
+        raise SourceNotFoundError(
+            f"{source}: module {source.module!r} at {at} defines no top-level {source.attribute!r}"
+            f" (it defines: {shown or 'nothing public'}); check the name"
+        )
 
 
 def cmd_load(args: argparse.Namespace, out: TextIO) -> int:
@@ -403,9 +468,9 @@ def cmd_load(args: argparse.Namespace, out: TextIO) -> int:
     try:
         repository = _repository()
     except NotARepositoryError:
-        if source.kind != "dist":
+        if source.kind == "unpinned":
             raise
-        repository = None
+        repository = None  # a git pin may be found in the work tree that holds its module
     from zgit import load_source
 
     started = time.perf_counter()
@@ -417,7 +482,12 @@ def cmd_load(args: argparse.Namespace, out: TextIO) -> int:
     kind = "class" if isinstance(obj, type) else ("function" if callable(obj) else type(obj).__name__)
     name = f"{getattr(obj, '__module__', source.module)}.{getattr(obj, '__qualname__', source.attribute)}"
     if source.kind == "git":
-        strategy = args.strategy or repository.config.strategy
+        if args.strategy is None and repository is None:
+            from zgit.config import Config
+
+            strategy = Config.load_defaults().strategy
+        else:
+            strategy = args.strategy or repository.config.strategy
         pin = f"{source.sha} (git)"
     elif source.kind == "dist":
         strategy = "installed distribution"

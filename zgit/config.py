@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 from zgit.errors import ConfigError
 
@@ -16,6 +16,14 @@ CONFIG_DIR = ".zgit"
 CONFIG_FILE = "config.yaml"
 STRATEGIES = ("checkout", "memory")
 MISMATCH_POLICIES = ("error", "warn")
+
+# Every key the file may hold, in one place: a top-level key maps to None (a value) or to
+# the keys of its own mapping.  A key not listed here is a ConfigError (a typo such as
+# ``stratgy`` must not be silently ignored); a new setting is one more entry here.
+KNOWN_KEYS: Dict[str, Optional[Tuple[str, ...]]] = {
+    "source_root": None,
+    "loader": ("strategy", "lock_timeout", "on_version_mismatch", "fsync"),
+}
 
 DEFAULT_CONFIG_TEXT = """\
 # zgit configuration; every key is optional and environment variables win.
@@ -57,19 +65,59 @@ class Config:
         loader = data.get("loader", {}) or {}
         if not isinstance(loader, dict):
             raise ConfigError(f"{path}: key 'loader' must be a mapping")
+        check_known_keys(path, data)
         source_root = data.get("source_root", ".")
-        strategy = env.get("ZGIT_LOADER_STRATEGY") or loader.get("strategy", "checkout")
-        timeout = env.get("ZGIT_LOCK_TIMEOUT") or loader.get("lock_timeout", 60)
-        mismatch = env.get("ZGIT_ON_VERSION_MISMATCH") or loader.get("on_version_mismatch", "error")
+        strategy, strategy_at = _setting(env, "ZGIT_LOADER_STRATEGY", path, loader, "strategy", "checkout")
+        timeout, timeout_at = _setting(env, "ZGIT_LOCK_TIMEOUT", path, loader, "lock_timeout", 60)
+        mismatch, mismatch_at = _setting(
+            env, "ZGIT_ON_VERSION_MISMATCH", path, loader, "on_version_mismatch", "error"
+        )
+        fsync, fsync_at = _setting(env, "ZGIT_FSYNC", path, loader, "fsync", False)
         return cls(
             source_root=_check_source_root(path, source_root),
-            strategy=check_strategy(strategy, f"{path}: key 'loader.strategy'"),
-            lock_timeout=_check_timeout(path, timeout),
-            on_version_mismatch=_check_choice(
-                path, "loader.on_version_mismatch", mismatch, MISMATCH_POLICIES
-            ),
-            fsync=_check_bool(path, "loader.fsync", env.get("ZGIT_FSYNC") or loader.get("fsync", False)),
+            strategy=check_strategy(strategy, strategy_at),
+            lock_timeout=_check_timeout(timeout_at, timeout),
+            on_version_mismatch=_check_choice(mismatch_at, mismatch, MISMATCH_POLICIES),
+            fsync=_check_bool(fsync_at, fsync),
         )
+
+
+def _setting(env: Mapping[str, str], variable: str, path: Path, loader: Dict[str, Any], key: str,
+             default: Any) -> Tuple[Any, str]:
+    """A loader setting and where it came from, for the error that rejects it: the
+    environment variable wins over the file's key, and an error must blame the one set."""
+    value = env.get(variable)
+    if value:
+        return value, f"environment variable {variable}"
+    return loader.get(key, default), f"{path}: key 'loader.{key}'"
+
+
+def check_known_keys(path: "Path | str", data: Mapping[Any, Any]) -> None:
+    """Raise :class:`ConfigError` for a key :data:`KNOWN_KEYS` does not list, naming it
+    and the nearest known key (``loader.stratgy`` -> ``loader.strategy``)."""
+    known = [
+        f"{top}.{sub}" if sub else top
+        for top, subs in KNOWN_KEYS.items()
+        for sub in (subs or ("",))
+    ]
+    for key, value in data.items():
+        subs = KNOWN_KEYS.get(key) if isinstance(key, str) else None
+        if key not in KNOWN_KEYS:
+            _unknown_key(path, str(key), known)
+        elif subs is not None and isinstance(value, dict):
+            for sub in value:
+                if sub not in subs:
+                    _unknown_key(path, f"{key}.{sub}", known)
+
+
+def _unknown_key(path: "Path | str", key: str, known: "list[str]") -> None:
+    import difflib  # only on this error path: start-up time
+
+    nearest = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    hint = f"did you mean {nearest[0]!r}? " if nearest else ""
+    raise ConfigError(
+        f"{path}: unknown key {key!r}; {hint}the known keys are {', '.join(known)}"
+    )
 
 
 def _read_mapping(path: Path) -> Dict[str, Any]:
@@ -92,13 +140,13 @@ def check_strategy(value: Any, where: str = "strategy") -> str:
     return str(value)
 
 
-def _check_choice(path: Path, key: str, value: Any, choices) -> str:
+def _check_choice(where: str, value: Any, choices) -> str:
     if value not in choices:
-        raise ConfigError(f"{path}: key {key!r} is {value!r}; use one of {', '.join(choices)}")
+        raise ConfigError(f"{where} is {value!r}; use one of {', '.join(choices)}")
     return str(value)
 
 
-def _check_bool(path: Path, key: str, value: Any) -> bool:
+def _check_bool(where: str, value: Any) -> bool:
     if isinstance(value, bool):
         return value
     text = str(value).strip().lower()
@@ -106,19 +154,16 @@ def _check_bool(path: Path, key: str, value: Any) -> bool:
         return True
     if text in ("0", "false", "no", "off", ""):
         return False
-    raise ConfigError(f"{path}: key {key!r} is {value!r}; use true or false")
+    raise ConfigError(f"{where} is {value!r}; use true or false")
 
 
-def _check_timeout(path: Path, value: Any) -> float:
+def _check_timeout(where: str, value: Any) -> float:
     try:
         seconds = float(value)
     except (TypeError, ValueError):
         seconds = -1.0
     if not seconds >= 0 or isinstance(value, bool):
-        raise ConfigError(
-            f"{path}: key 'loader.lock_timeout' (or ZGIT_LOCK_TIMEOUT) is {value!r}; "
-            "give a number of seconds >= 0"
-        )
+        raise ConfigError(f"{where} is {value!r}; give a number of seconds >= 0")
     return seconds
 
 

@@ -55,6 +55,16 @@ class ConfigError(ZgitError):
     """A YAML file does not parse or does not fit its schema (names the file and the key)."""
 
 
+class PipelineNotFoundAmongReadableError(PipelineNotFoundError, ConfigError):
+    """No readable pipeline file has the requested name and some files could not be read
+    (it may be in one of them).  ``names`` lists the names found; ``paths`` the unreadable
+    files.  Both a :class:`PipelineNotFoundError` and a :class:`ConfigError`."""
+
+    def __init__(self, message: str, names: Sequence[str] = (), paths: Iterable[str] = ()) -> None:
+        super().__init__(message, names)
+        self.paths: list[str] = sorted(paths)
+
+
 class LockTimeoutError(ZgitError, TimeoutError):
     """Another process held the checkout lock for longer than ``lock_timeout`` seconds."""
 
@@ -69,6 +79,11 @@ class RecoverError(ZgitError):
 
 class UnpinnedSourceWarning(UserWarning):
     """A class was left unpinned; the message says why and how to pin it."""
+
+
+class UncommittedFileWarning(UserWarning):
+    """A pinned module directory holds importable files its commit does not have (git
+    ignores them: generated modules); a load of the pin cannot import them as they were."""
 
 
 class VersionMismatchWarning(UserWarning):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import os
 import stat
+import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,10 +100,7 @@ class GitRepo:
                 obj = self._repo.revparse_single(rev)
                 commit = obj.peel(pygit2.Commit)
             except (KeyError, ValueError, pygit2.GitError) as exc:
-                raise PinNotFoundError(
-                    f"no commit {rev!r} in the repository at {self.root}: fetch it "
-                    "(git fetch --all) or correct the pin"
-                ) from exc
+                raise PinNotFoundError(self.missing_commit(rev)) from exc
             return str(commit.id)
 
     def has_commit(self, sha: str) -> bool:
@@ -115,6 +113,29 @@ class GitRepo:
                 return False
             return isinstance(obj, pygit2.Commit)
 
+    def missing_commit(self, rev: str) -> str:
+        """Why ``rev`` names no commit here, and what to do: a tree, blob or tag id is not
+        a commit; in a shallow clone older history comes with ``git fetch --unshallow``
+        (``git fetch --all`` fetches nothing older); otherwise fetch it or re-pin."""
+        with self._lock:
+            try:
+                obj = self._repo.revparse_single(rev)
+            except (KeyError, ValueError, pygit2.GitError):
+                obj = None
+            shallow = bool(getattr(self._repo, "is_shallow", False))
+        kinds = {pygit2.GIT_OBJECT_TREE: "tree", pygit2.GIT_OBJECT_BLOB: "blob (a file's content)",
+                 pygit2.GIT_OBJECT_TAG: "tag object"}
+        if obj is not None and not isinstance(obj, pygit2.Commit):
+            kind = kinds.get(obj.type, "object")
+            return (f"{rev} is a {kind} in the repository at {self.root}, not a commit: a pin names "
+                    "a commit (see git log); correct the pin")
+        if shallow:
+            return (f"commit {rev} is not in the repository at {self.root}, a shallow clone: fetch "
+                    "the older history with 'git fetch --unshallow' (in CI, check out with "
+                    "fetch-depth: 0), or re-pin the pipeline")
+        return (f"commit {rev} is not in the repository at {self.root}: fetch the history that "
+                "has it (git fetch --all), or re-pin the pipeline")
+
     def _commit_tree(self, sha: str) -> pygit2.Tree:
         tree = self._commit_trees.get(sha)
         if tree is not None:
@@ -124,10 +145,7 @@ class GitRepo:
         except (ValueError, pygit2.GitError):
             obj = None
         if not isinstance(obj, pygit2.Commit):
-            raise PinNotFoundError(
-                f"commit {sha} is not in the repository at {self.root}: fetch the history that "
-                "has it (git fetch --all, or clone without --depth), or re-pin the pipeline"
-            )
+            raise PinNotFoundError(self.missing_commit(sha))
         if len(self._commit_trees) > 4096:
             self._commit_trees.clear()
         tree = self._commit_trees[sha] = obj.tree
@@ -357,11 +375,33 @@ def init_repository(path: "str | os.PathLike[str]", branch: str = "main") -> Git
     return _open_cached(os.path.realpath(created.path))
 
 
+def _discover(start: str) -> Optional[str]:
+    """``pygit2.discover_repository(start)``, without its refcount bug.
+
+    pygit2 (1.21, and its source to date) returns ``None`` for "no repository here"
+    without taking a reference to it, so each miss takes one from ``None``; a process that
+    looks for repositories outside any (resolving many objects from a job runner's
+    directory, say) ends in "Fatal Python error: none_dealloc".  Each miss gives the
+    reference back.  Should pygit2 fix this, the extra reference is harmless (``None`` is
+    never freed; from Python 3.12 on it is immortal and counting does nothing).
+    """
+    found = pygit2.discover_repository(start)
+    if found is None and _NONE_IS_COUNTED:
+        import ctypes  # only on a miss: it costs start-up time
+
+        ctypes.pythonapi.Py_IncRef(ctypes.py_object(None))
+    return found
+
+
+# CPython before 3.12 counts references to None (PyPy has no counts; 3.12 makes None immortal).
+_NONE_IS_COUNTED = sys.implementation.name == "cpython" and sys.version_info < (3, 12)
+
+
 def open_repo(path: "str | os.PathLike[str] | None" = None) -> GitRepo:
     """The repository whose work tree holds ``path`` (default: the current directory)."""
     start = os.path.abspath(os.fspath(path) if path is not None else os.getcwd())
     try:
-        git_dir = pygit2.discover_repository(start)
+        git_dir = _discover(start)
     except pygit2.GitError:
         git_dir = None
     if git_dir is None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import Any, List, Optional
 
 from zgit.errors import SourceError
 
@@ -95,3 +95,88 @@ def check_module_name(module: str) -> None:
     """Raise :class:`SourceError` unless ``module`` is a dotted path of identifiers."""
     if not module or not all(p.isidentifier() for p in module.split(".")):
         raise SourceError(f"{module!r} is not a dotted Python module path")
+
+
+def find_top_level(top: str) -> List[str]:
+    """The directories (or the one module file) that top-level name ``top`` is found at on
+    ``sys.path``, found without importing it: a regular package gives its directory, a
+    namespace package each of its portions, a plain module its file.  Empty when not found.
+
+    Only the finders on ``sys.meta_path`` are asked (for a top-level name that runs no
+    module code); an editable install's own finder (setuptools' PEP 660 mapping) counts,
+    zgit's own finders do not (they may be asking this very question).
+    """
+    import os
+    import sys
+
+    module = sys.modules.get(top)
+    spec = getattr(module, "__spec__", None) if module is not None else None
+    if spec is None:
+        for finder in list(sys.meta_path):
+            if (getattr(finder, "__module__", "") or "").startswith("zgit."):
+                continue
+            find_spec = getattr(finder, "find_spec", None)
+            if find_spec is None:
+                continue
+            try:
+                spec = find_spec(top, None)
+            except (ImportError, ValueError):
+                spec = None
+            if spec is not None:
+                break
+    if spec is None:
+        return []
+    locations = list(spec.submodule_search_locations or [])
+    if locations:
+        return [os.path.realpath(p) for p in locations if "@" not in p]
+    if spec.origin and spec.has_location:
+        return [os.path.realpath(spec.origin)]
+    return []
+
+
+def import_root_of(file: str, module: str) -> Optional[str]:
+    """The ``sys.path`` entry that module ``module`` was imported from, given its file
+    (``/r/src`` for ``mypkg.steps.train`` at ``/r/src/mypkg/steps/train.py``), or None
+    when the file's path does not end in the module's name."""
+    import os
+
+    parts = module.split(".")
+    directory, name = os.path.split(file)
+    if name == "__init__.py":
+        package = parts
+    elif name.endswith(".py") and name[:-3] == parts[-1]:
+        package = parts[:-1]
+    else:
+        return None
+    for part in reversed(package):
+        directory, name = os.path.split(directory)
+        if name != part:
+            return None
+    return directory
+
+
+def uncommitted_modules(git: Any, sha: str, module_dir: str) -> List[str]:
+    """Importable files (``.py``, extension modules) in the module directory on disk that
+    commit ``sha`` does not have and git ignores: generated modules (setuptools_scm's
+    ``_version.py``, ``*_pb2.py``, extensions built in place).  A pin cannot bring them
+    back: the memory strategy does not find them, the checkout strategy finds whatever
+    the work tree holds.  Repository-relative POSIX paths, sorted."""
+    import importlib.machinery
+    import os
+
+    suffixes = tuple(importlib.machinery.SOURCE_SUFFIXES + importlib.machinery.EXTENSION_SUFFIXES)
+    entries = git.entries(sha, module_dir) or {}
+    root = str(git.root)
+    base = os.path.join(root, *module_dir.split("/")) if module_dir else root
+    found: List[str] = []
+    for dirpath, dirnames, filenames in os.walk(base):
+        # Only directories that can be packages hold importable modules (this skips
+        # .git/, .venv/, .mypy_cache/ and directories such as big-data/ without a look inside).
+        dirnames[:] = [d for d in dirnames if d.isidentifier() and d != "__pycache__"]
+        rel_dir = os.path.relpath(dirpath, root).replace(os.sep, "/")
+        for name in filenames:
+            if name.endswith(suffixes) and name.partition(".")[0].isidentifier():
+                rel = name if rel_dir == "." else f"{rel_dir}/{name}"
+                if rel not in entries and git.is_ignored(rel):
+                    found.append(rel)
+    return sorted(found)

@@ -77,8 +77,12 @@ class _Pinner:
             if sha == self.head:
                 return None, ""
             if not self.git.has_commit(sha):
-                return None, (f"commit {sha} is not in the repository; fetch it, or replace the "
-                              "pin by hand (remove '@...' and run zgit pin again)")
+                from zgit.home import module_home
+
+                if module_home(source.module, sha) is not None:
+                    return None, ""  # code of another work tree (installed editable): pinned there
+                return None, (f"{self.git.missing_commit(sha)} (or replace the pin by hand: "
+                              "remove '@...' and run zgit pin again)")
             location = locate(self.git, sha, source.module, self.source_root)
             if location is None:
                 return None, f"module {source.module!r} does not exist at its pin {sha[:12]}"

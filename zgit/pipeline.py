@@ -135,6 +135,27 @@ class PipelineConfig:
         return data
 
 
+STORABLE_TYPES = "str, int, float, bool, None, and lists and mappings of them (also dates, bytes, sets)"
+
+
+def check_args_storable(step_name: str, args: Dict[str, Any]) -> None:
+    """Raise :class:`ConfigError` naming the step, the argument and the allowed types when
+    an argument cannot be written to the pipeline YAML (a ``pathlib.Path``, a numpy
+    scalar, an enum, any custom object): the stored pipeline must rebuild the same step."""
+    for arg, value in args.items():
+        try:
+            yamlio.dumps(value)
+        except yamlio.RepresenterError as exc:
+            bad = exc.args[1] if len(exc.args) > 1 else value
+            inner = "" if bad is value else f" (inside it: {type(bad).__module__}.{type(bad).__qualname__})"
+            raise ConfigError(
+                f"step {step_name!r}: argument {arg!r} is a {type(value).__module__}."
+                f"{type(value).__qualname__}{inner}, which the pipeline YAML cannot hold; step "
+                f"arguments may be {STORABLE_TYPES}: convert it (e.g. str(path), float(x), "
+                "member.value)"
+            ) from None
+
+
 class Pipeline:
     """An ordered set of named steps that can be saved as YAML and built back by name."""
 
@@ -160,6 +181,8 @@ class Pipeline:
         """The YAML-ready mapping of this pipeline, resolving every step's source."""
         from zgit.resolver import resolve_source
 
+        for name, step in self.steps.items():
+            check_args_storable(name, step.args)
         steps = [
             StepConfig(name, resolve_source(type(step), repo=repo), dict(step.args))
             for name, step in self.steps.items()

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple, Union
 
 from zgit.config import CONFIG_DIR, CONFIG_FILE, DEFAULT_CONFIG_TEXT, Config
-from zgit.errors import ConfigError, PipelineNotFoundError
+from zgit.errors import ConfigError, PipelineNotFoundAmongReadableError, PipelineNotFoundError
 from zgit.gitrepo import GitRepo, open_repo
 from zgit.pipeline import Pipeline, PipelineConfig
 
@@ -129,16 +129,16 @@ class Repository:
                 for path, exc in bad:
                     warnings.warn(f"skipping unreadable pipeline file: {exc}", UserWarning, stacklevel=3)
                 return config
-        if bad:
-            listing = "; ".join(str(exc) for _, exc in bad)
-            raise ConfigError(
-                f"pipeline {name!r} was not found, and these files could not be read (it may be in one of them): {listing}"
-            )
         names = sorted({c.name for c in good})
         shown = ", ".join(repr(n) for n in names) if names else "none"
-        raise PipelineNotFoundError(
-            f"no pipeline named {name!r} in {self.pipelines_dir}; stored pipelines: {shown}", names
-        )
+        message = f"no pipeline named {name!r} in {self.pipelines_dir}; stored pipelines: {shown}"
+        if bad:
+            listing = "; ".join(str(exc) for _, exc in bad)
+            raise PipelineNotFoundAmongReadableError(
+                f"{message}. {len(bad)} file(s) could not be read, and it may be in one of them: {listing}",
+                names, [str(path) for path, _ in bad],
+            )
+        raise PipelineNotFoundError(message, names)
 
     def get_pipeline_by_name(self, name: str, *, strategy: Optional[str] = None) -> Pipeline:
         """Build the stored pipeline ``name``: every step from its pinned class with its args.

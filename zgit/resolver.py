@@ -12,8 +12,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Optional, Tuple
 
-from zgit.errors import NotARepositoryError, SourceError, UnpinnedSourceWarning
-from zgit.layout import location_of_file, split_pinned_name
+from zgit.errors import NotARepositoryError, SourceError, UncommittedFileWarning, UnpinnedSourceWarning
+from zgit.layout import import_root_of, location_of_file, split_pinned_name, uncommitted_modules
 from zgit.loader.checkout import JOURNAL_NAME, locked, recover_locked
 from zgit.repository import Repository, RepoLike
 from zgit.source import Source
@@ -55,15 +55,20 @@ def resolve_source(obj: Any, *, repo: RepoLike = None) -> Source:
 
     if not _in_site_packages(real):
         repository = _repository(repo, real)
-        if repository is not None:
+        if repository is not None and _is_within(real, str(repository.root)):
             source_root = repository.source_root
-            if _is_within(real, str(source_root)):
-                return _resolve_in_repository(repository, real, module_name, qualname)
-            if _is_within(real, str(repository.root)):
+            if not _is_within(real, str(source_root)):
                 return _unpinned(
                     module_name, qualname,
                     f"{real} is in the repository but outside its source root {source_root}",
                 )
+            refused = _import_root_mismatch(repository, real, module_name)
+            if refused is not None:
+                return _unpinned(module_name, qualname, refused)
+            return _resolve_in_repository(repository, real, module_name, qualname)
+        home = _home_work_tree(real, module_name)
+        if home is not None:
+            return _resolve_in_repository(home[0], real, module_name, qualname, source_root=home[1])
     from zgit.distributions import distribution_pin
 
     dist = distribution_pin(module_name, real)
@@ -77,10 +82,12 @@ def resolve_source(obj: Any, *, repo: RepoLike = None) -> Source:
     return _unpinned(module_name, qualname, why)
 
 
-def _resolve_in_repository(repository: Repository, real: str, module_name: str, qualname: str) -> Source:
+def _resolve_in_repository(repository: Repository, real: str, module_name: str, qualname: str,
+                           source_root: Optional[str] = None) -> Source:
     git = repository.git
     rel = Path(os.path.relpath(real, git.root)).as_posix()
-    source_root = repository.config.source_root
+    if source_root is None:
+        source_root = repository.config.source_root
     location = location_of_file(rel, source_root)
     if location is None:
         return _unpinned(module_name, qualname, f"{rel} is not an importable Python module path")
@@ -113,7 +120,89 @@ def _resolve_in_repository(repository: Repository, real: str, module_name: str, 
             location.module, qualname,
             f"{rel} is not committed (is it ignored by git?); commit it and save again",
         )
-    return Source(location.module, qualname, head)
+    source = Source(location.module, qualname, head)
+    _warn_uncommitted_modules(git, head, location.module_dir, source)
+    return source
+
+
+# -- naming: the directory a module name maps from (issue 11, items 1 and 2) -----------------
+
+
+def _import_root_mismatch(repository: Repository, real: str, module_name: str) -> Optional[str]:
+    """Why ``module_name`` cannot be pinned under the repository's ``source_root``, or None.
+
+    A pin's module path is always the name the class was imported under; it is only
+    loadable if that name maps from the source root.  A name imported from another
+    directory (``src/`` with ``source_root`` unset, or mistyped) is refused, never
+    rewritten into a name it never had (``src.mypkg...``).  Scripts run as
+    ``__main__`` are named after their file, relative to the source root.
+    """
+    if module_name == "__main__":
+        return None
+    root = import_root_of(real, module_name)
+    source_root = repository.config.source_root
+    shown = source_root or "."
+    if root is None:
+        return (
+            f"it was imported as {module_name!r}, a name that does not match its file {real}; "
+            f"import it by its path below the source root ({shown!r}, key 'source_root' in "
+            ".zgit/config.yaml) to pin it"
+        )
+    if not _is_within(root, str(repository.root)):
+        return (
+            f"{module_name!r} is imported from {root}, outside the repository at {repository.root}; "
+            f"put the directory it is imported from, inside the repository, on sys.path and set "
+            "it as 'source_root' in .zgit/config.yaml"
+        )
+    rel = Path(os.path.relpath(root, os.path.realpath(repository.root))).as_posix()
+    rel = "" if rel == "." else rel
+    if rel != source_root:
+        return (
+            f"{module_name!r} is imported from {rel or '.'}/ (its sys.path entry), but the "
+            f"repository's source_root is {shown!r}: set 'source_root: {rel or '.'}' in "
+            f"{repository.root / '.zgit' / 'config.yaml'} and save again"
+        )
+    return None
+
+
+def _home_work_tree(real: str, module_name: str) -> Optional[Tuple[Repository, str]]:
+    """The git work tree that holds a module file outside the current repository (an
+    editable install, a checkout on ``sys.path``) and its source root there (the
+    ``sys.path`` entry the module was imported from), or None.
+
+    Such code is pinned by that work tree's commit, whatever the current directory: a
+    version number does not identify editable code.  zgit's own modules are the
+    exception: its built-ins are pinned by zgit's version (``@zgit_<version>``).
+    """
+    if module_name == "__main__" or module_name == "zgit" or module_name.startswith("zgit."):
+        return None
+    root = import_root_of(real, module_name)
+    if root is None or _in_stdlib(real):
+        return None
+    try:
+        home = Repository.coerce(os.path.dirname(real))
+    except NotARepositoryError:
+        return None
+    if not _is_within(root, str(home.root)):
+        return None
+    if home.git.is_ignored(Path(os.path.relpath(real, home.git.root)).as_posix()):
+        return None  # not the work tree's code (e.g. an interpreter kept under a git-managed directory)
+    rel = Path(os.path.relpath(root, os.path.realpath(home.root))).as_posix()
+    return home, ("" if rel == "." else rel)
+
+
+# -- files a pin depends on that are not in the commit (item 3) -------------------------------
+
+def _warn_uncommitted_modules(git: Any, sha: str, module_dir: str, source: Source) -> None:
+    missing = uncommitted_modules(git, sha, module_dir)
+    if missing:
+        shown = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
+        warnings.warn(
+            f"{source} depends on files that are not in commit {sha[:12]}: {shown} (ignored by git: "
+            "generated?); a load of this pin cannot import them as they were. Commit them, or "
+            "generate them outside the module directory",
+            UncommittedFileWarning, stacklevel=4,
+        )
 
 
 def _own_source(obj: Any) -> Optional[str]:
@@ -168,8 +257,14 @@ def _in_site_packages(path: str) -> bool:
     return "site-packages" in parts or "dist-packages" in parts or any(_is_within(path, d) for d in _site_dirs())
 
 
-def _in_stdlib(path: str) -> bool:
+@lru_cache(maxsize=1)
+def _stdlib_dir() -> str:
     stdlib = sysconfig.get_paths().get("stdlib")
+    return os.path.realpath(stdlib) if stdlib else ""
+
+
+def _in_stdlib(path: str) -> bool:
+    stdlib = _stdlib_dir()
     return bool(stdlib) and _is_within(path, stdlib)
 
 

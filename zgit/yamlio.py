@@ -22,6 +22,8 @@ _SafeDumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 MAX_BYTES = 16 * 1024 * 1024
 
+RepresenterError = yaml.representer.RepresenterError  # what dumps() raises for a value YAML cannot hold
+
 
 class _NoAliasDumper(_SafeDumper):  # type: ignore[misc, valid-type]
     def ignore_aliases(self, data: Any) -> bool:
@@ -42,7 +44,7 @@ def loads(text: "str | bytes", where: str) -> Any:
         except _TooDeep:
             raise ConfigError(f"{where}: nested more than {MAX_DEPTH} levels deep") from None
         except yaml.YAMLError as exc:
-            raise ConfigError(f"{where}: not valid YAML: {exc}") from exc
+            raise ConfigError(_syntax_error(where, exc)) from exc
         except Exception as exc:  # PyYAML's constructors fail oddly on odd input
             raise ConfigError(f"{where}: cannot be read as YAML: {type(exc).__name__}: {exc}") from exc
     return _loads_checked(text, where)
@@ -63,7 +65,7 @@ def _loads_checked(text: "str | bytes", where: str) -> Any:
         if "nesting depth" in str(exc):
             # PyYAML 6.0.3+ has a depth limit of its own, met before zgit's count.
             raise ConfigError(f"{where}: nested more than {MAX_DEPTH} levels deep") from None
-        raise ConfigError(f"{where}: not valid YAML: {exc}") from exc
+        raise ConfigError(_syntax_error(where, exc)) from exc
     except Exception as exc:  # PyYAML's constructors fail oddly on odd input (AttributeError...)
         raise ConfigError(f"{where}: cannot be read as YAML: {type(exc).__name__}: {exc}") from exc
     _refuse_shared_nodes(data, where)
@@ -71,6 +73,23 @@ def _loads_checked(text: "str | bytes", where: str) -> Any:
 
 
 MAX_DEPTH = 100
+
+
+def _syntax_error(where: str, exc: "yaml.YAMLError") -> str:
+    """One line naming the file, the line and column, and what is wrong there.
+
+    PyYAML's own text spans several lines and names the stream (``"<byte string>"``),
+    not the file.
+    """
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    problem = getattr(exc, "problem", None) or getattr(exc, "context", None)
+    if problem is None:
+        problem = " ".join(str(exc).split())
+    context = getattr(exc, "context", None)
+    if context and context != problem:
+        problem = f"{problem} ({context})"
+    at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"{where}: not valid YAML{at}: {' '.join(str(problem).split())}"
 
 
 def _check_events(text: "str | bytes", where: str) -> None:

@@ -23,12 +23,14 @@ from zgit.errors import (
     SourceNotFoundError,
     UnpinnedSourceWarning,
 )
+from zgit.home import module_home
 from zgit.layout import ModuleLocation, candidates
-from zgit.loader import checkout, importer, memory
+from zgit.loader import checkout, importer, memory, tracebacks
 from zgit.repository import Repository, RepoLike
 from zgit.source import Source
 
 importer.install()
+tracebacks.install()
 
 _loaded: Dict[Tuple[Any, str], Any] = {}
 
@@ -68,6 +70,20 @@ def load_source(source: Union[str, Source], *, repo: RepoLike = None, strategy: 
 
         config = repository.config if repository is not None else Config.load_defaults()
         obj = load_distribution_source(parsed, config.on_version_mismatch)
+    elif parsed.kind == "git" and (repository is None or not repository.git.has_commit(parsed.sha)):
+        home = module_home(parsed.module, parsed.sha)
+        if home is None and repository is None:
+            raise NotARepositoryError(
+                f"cannot load {text}: the current directory is not inside a git repository, and "
+                f"no git work tree on sys.path holds module {parsed.module!r} with that commit; "
+                "pass repo= or run from the repository"
+            )
+        if home is None:  # not found anywhere: the repository's own message says what to do
+            config = repository.config  # type: ignore[union-attr]
+            obj = _load_git(parsed, repository, config, strategy or config.strategy)  # type: ignore[arg-type]
+        else:
+            config = home[0].config
+            obj = _load_git(parsed, home[0], config, strategy or config.strategy, source_root=home[1])
     elif repository is None:
         raise NotARepositoryError(
             f"cannot load {text}: the current directory is not inside a git repository; "
@@ -112,21 +128,21 @@ def _ready(module: Optional[types.ModuleType]) -> bool:
     return module is not None and not getattr(spec, "_initializing", False)
 
 
-def _load_git(source: Source, repository: Repository, config: Config, strategy: str) -> Any:
+def _load_git(source: Source, repository: Repository, config: Config, strategy: str,
+              source_root: Optional[str] = None) -> Any:
     git = repository.git
     sha: str = source.sha  # type: ignore[assignment]
     if not git.has_commit(sha):
-        raise PinNotFoundError(
-            f"{source}: commit {sha} is not in the repository at {repository.root}; fetch it "
-            "(git fetch --all, or clone without --depth) or re-pin the pipeline"
-        )
-    location = _locate(repository, config.source_root, source)
+        raise PinNotFoundError(f"{source}: {git.missing_commit(sha)}")
+    if source_root is None:
+        source_root = config.source_root
+    location = _locate(repository, source_root, source)
     name = location.pinned_name(sha)
     module = sys.modules.get(name)
     if not _ready(module):
         if importer.tree_for(location.package, sha) is None:
             importer.register(importer.PinnedTree(git, location.module_dir, location.package, sha))
-        importer.import_parents(location.package, repository.source_root)
+        importer.import_parents(location.package, repository.root / source_root if source_root else repository.root)
         if strategy == "checkout":
             with checkout.checked_out(
                 git, location.module_dir, sha, timeout=config.lock_timeout, fsync=config.fsync

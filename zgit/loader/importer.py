@@ -270,8 +270,8 @@ def _discover_tree(package: str, sha: str) -> PinnedTree:
     module_dir = "/".join(filter(None, [source_root, package.replace(".", "/")]))
     if not repo.git.has_commit(sha):
         raise SourceNotFoundError(
-            f"cannot import {package}@{sha}: commit {sha} is not in the repository at {repo.root}; "
-            "fetch it (git fetch --all) or run from the repository that has it"
+            f"cannot import {package}@{sha}: {repo.git.missing_commit(sha)}; or run from the "
+            "repository that has it"
         )
     return register(PinnedTree(repo.git, module_dir, package, sha))
 
@@ -494,14 +494,17 @@ def import_real(name: str, source_root: Path) -> types.ModuleType:
         parent = module if i > 1 else None
         search = list(getattr(parent, "__path__", [])) if parent is not None else [str(source_root)]
         spec = importlib.machinery.PathFinder.find_spec(current, search)
-        if spec is None or spec.loader is None:
+        # A namespace package (a directory without __init__.py) has no loader until
+        # module_from_spec gives it one.
+        if spec is None or (spec.loader is None and spec.submodule_search_locations is None):
             raise SourceNotFoundError(
                 f"cannot import {current!r}: it is neither on sys.path nor in {source_root}"
             )
         module = importlib.util.module_from_spec(spec)
         sys.modules[current] = module
         try:
-            spec.loader.exec_module(module)
+            if spec.loader is not None:
+                spec.loader.exec_module(module)
         except BaseException:
             sys.modules.pop(current, None)
             raise
