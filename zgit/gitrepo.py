@@ -206,6 +206,19 @@ class GitRepo:
                 self._blob_bytes += len(data)
         return data
 
+    def blob_size(self, oid: str) -> Optional[int]:
+        """The size in bytes of blob ``oid`` from its object header (the content is not
+        inflated), or None when there is no such blob."""
+        data = self._blobs.get(oid)
+        if data is not None:
+            return len(data)
+        with self._lock:
+            try:
+                kind, size = self._repo.odb.read_header(pygit2.Oid(hex=oid))
+            except (KeyError, ValueError, pygit2.GitError):
+                return None
+        return size if kind == pygit2.GIT_OBJECT_BLOB else None
+
     def read(self, sha: str, path: str) -> Optional[bytes]:
         """The bytes of file ``path`` at commit ``sha``, or None when there is none."""
         found = self.entry(sha, path)

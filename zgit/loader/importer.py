@@ -10,8 +10,8 @@ A module directory ``a/b`` at commit ``<sha>`` becomes the package ``a.b@<sha>``
 - pickle records the pinned name, and :class:`PinnedFinder` brings it back in another
   process of the same repository.
 
-Code is compiled from the blobs at the pin and never cached as bytecode, so stale
-``__pycache__`` files cannot be run.  ``__file__`` is a virtual path
+Code is compiled from the blobs at the pin, never from ``__pycache__``, so stale bytecode
+cannot be run; compiled code is cached by blob id (:mod:`zgit.loader.bytecode`).  ``__file__`` is a virtual path
 ``<root>/<module dir>@<sha>/<file>``: it says repository, path and pin, and exists on no
 disk; :mod:`linecache` is fed the pinned lines so tracebacks and :mod:`inspect` show them.
 """
@@ -34,6 +34,7 @@ from typing import Any, Dict, Iterator, Optional, Tuple
 from zgit.errors import SourceNotFoundError, ZgitError
 from zgit.gitrepo import Entry, GitRepo
 from zgit.layout import split_pinned_name
+from zgit.loader import bytecode
 
 _LFS_POINTER_PREFIX = b"version https://git-lfs.github.com/spec/"
 
@@ -375,8 +376,20 @@ class PinnedLoader(importlib.abc.InspectLoader):
     def get_code(self, fullname: str) -> types.CodeType:
         if self._namespace:
             return compile("", self.path, "exec", dont_inherit=True)
+        # Compiled code is cached by blob id (never by path or mtime, so it cannot be
+        # stale); co_filename is always this pin's virtual path.
+        entry = self.tree.entries.get(self.repo_path)
+        git = self.tree.git
+        cache = bytecode.cache_for(git.git_dir) if entry is not None and not entry.is_gitlink else None
+        if cache is not None:
+            code = cache.get(entry.oid, git.blob_size)  # type: ignore[union-attr]
+            if code is not None:
+                return bytecode.with_filename(code, self.path)
         data = self.tree.read(self.repo_path)
-        return compile(data, self.path, "exec", dont_inherit=True)
+        code = compile(data, self.path, "exec", dont_inherit=True)
+        if cache is not None:
+            cache.put(entry.oid, len(data), code)  # type: ignore[union-attr]
+        return code
 
     def get_data(self, path: str) -> bytes:
         repo_path = self.tree.repo_path(path)
