@@ -248,12 +248,17 @@ def tree_for(package: str, sha: str) -> Optional[PinnedTree]:
 
 
 def forget_trees() -> None:
-    """Forget every registered tree (see :func:`zgit.loader.forget_loaded`)."""
+    """Forget every registered tree (see :func:`zgit.loader.forget_loaded`), the
+    ``linecache`` entries of their files and the path finders of their directories."""
     with _trees_lock:
+        roots = tuple(tree.virtual_root + "/" for tree in _trees.values())
         _trees.clear()
     for path, finder in list(sys.path_importer_cache.items()):
-        if isinstance(finder, PinnedPathEntryFinder):
+        if isinstance(finder, PinnedPathEntryFinder) or (roots and isinstance(path, str) and path.startswith(roots)):
             sys.path_importer_cache.pop(path, None)
+    if roots:
+        for filename in [f for f in list(linecache.cache) if f.startswith(roots)]:
+            linecache.cache.pop(filename, None)
 
 
 def _discover_tree(package: str, sha: str) -> PinnedTree:
