@@ -10,6 +10,7 @@ warning.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import types
 import warnings
@@ -24,7 +25,7 @@ from zgit.errors import (
     UnpinnedSourceWarning,
 )
 from zgit.layout import ModuleLocation, candidates
-from zgit.loader import checkout, importer, memory
+from zgit.loader import checkout, importer, memory, working
 from zgit.repository import Repository, RepoLike
 from zgit.source import Source
 
@@ -128,7 +129,12 @@ def _load_git(source: Source, repository: Repository, config: Config, strategy: 
             importer.register(importer.PinnedTree(git, location.module_dir, location.package, sha))
         importer.import_parents(location.package, repository.source_root)
         if strategy == "checkout":
-            with checkout.checked_out(
+            # A load nested in another checkout's import writes nothing (the outer one owns
+            # the disk), so its directory's working names are the disk's as usual.
+            nested = getattr(checkout._active, "depth", 0)
+            with contextlib.nullcontext() if nested else working.served_from_head(
+                git, location.module_dir, location.package, sha
+            ), checkout.checked_out(
                 git, location.module_dir, sha, timeout=config.lock_timeout, fsync=config.fsync
             ):
                 module = memory.import_pinned(name)

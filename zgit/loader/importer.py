@@ -34,7 +34,7 @@ from typing import Any, Dict, Iterator, Optional, Tuple
 from zgit.errors import SourceNotFoundError, ZgitError
 from zgit.gitrepo import Entry, GitRepo
 from zgit.layout import split_pinned_name
-from zgit.loader import bytecode
+from zgit.loader import bytecode, working
 
 _LFS_POINTER_PREFIX = b"version https://git-lfs.github.com/spec/"
 
@@ -291,7 +291,9 @@ class PinnedFinder(importlib.abc.MetaPathFinder):
     @classmethod
     def find_spec(cls, fullname: str, path: Any = None, target: Any = None):
         if "@" not in fullname:
-            return None
+            # While a checkout has a pin on disk, that module directory's working names
+            # are served from HEAD (zgit.loader.working); otherwise one tuple test.
+            return working.find_spec(fullname) if working._served else None
         parts = split_pinned_name(fullname)
         if parts is None:
             return None
