@@ -147,6 +147,21 @@ class GitRepo:
                 return None
             return str(obj.id) if obj.type == pygit2.GIT_OBJECT_TREE else None
 
+    def names(self, sha: str, directory: str) -> Optional[List[str]]:
+        """The names of the files and directories directly in ``directory`` at commit
+        ``sha`` (not recursive), or None when it is not a directory there."""
+        with self._lock:
+            tree = self._commit_tree(sha)
+            if directory not in ("", "."):
+                try:
+                    tree = tree[directory]
+                except KeyError:
+                    return None
+                if tree.type != pygit2.GIT_OBJECT_TREE:
+                    return None
+                tree = self._repo[tree.id]
+            return [item.name for item in tree]
+
     def entry(self, sha: str, path: str) -> Optional[Entry]:
         """The blob entry at ``path`` in commit ``sha`` (None if absent or a directory)."""
         with self._lock:
