@@ -410,7 +410,8 @@ class _RepoChecker:
             found = self._top_names[sha] = frozenset(self.git.names(sha, self.source_root) or ())
         return found
 
-    def _module_file(self, sha: str, module: str, scope: Optional[Tuple[str, str, Dict[str, Any]]] = None) -> Optional[str]:
+    def _module_file(self, sha: str, module: str,
+                     scope: Optional[Tuple[str, str, Dict[str, Any]]] = None) -> Optional[str]:
         """The repository file of module ``module`` at ``sha`` (also one in the source root).
 
         ``scope``: ``(package, module_dir, entries)`` of the module directory being

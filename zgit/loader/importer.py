@@ -11,9 +11,10 @@ A module directory ``a/b`` at commit ``<sha>`` becomes the package ``a.b@<sha>``
   process of the same repository.
 
 Code is compiled from the blobs at the pin, never from ``__pycache__``, so stale bytecode
-cannot be run; compiled code is cached by blob id (:mod:`zgit.loader.bytecode`).  ``__file__`` is a virtual path
-``<root>/<module dir>@<sha>/<file>``: it says repository, path and pin, and exists on no
-disk; :mod:`linecache` is fed the pinned lines so tracebacks and :mod:`inspect` show them.
+cannot be run; compiled code is cached by blob id (:mod:`zgit.loader.bytecode`).
+``__file__`` is a virtual path ``<root>/<module dir>@<sha>/<file>``: it says repository,
+path and pin, and exists on no disk; :mod:`linecache` is fed the pinned lines so
+tracebacks and :mod:`inspect` show them.
 """
 
 from __future__ import annotations
@@ -254,7 +255,8 @@ def forget_trees() -> None:
         roots = tuple(tree.virtual_root + "/" for tree in _trees.values())
         _trees.clear()
     for path, finder in list(sys.path_importer_cache.items()):
-        if isinstance(finder, PinnedPathEntryFinder) or (roots and isinstance(path, str) and path.startswith(roots)):
+        virtual = bool(roots) and isinstance(path, str) and path.startswith(roots)
+        if virtual or isinstance(finder, PinnedPathEntryFinder):
             sys.path_importer_cache.pop(path, None)
     if roots:
         for filename in [f for f in list(linecache.cache) if f.startswith(roots)]:
