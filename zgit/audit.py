@@ -512,7 +512,10 @@ class _RepoChecker:
 
     def _resolve_import(self, sha: str, here: Optional[ModuleLocation], ref: ImportRef,
                         scope: Optional[Tuple[str, str, Dict[str, Any]]] = None) -> List[Tuple[str, str]]:
-        """The repository modules an import statement names, as (module, file) pairs."""
+        """The repository modules an import statement names, as (module, file) pairs.
+
+        With ``scope`` (the module directory being checked), a statement whose module is
+        strictly inside the directory's package gives nothing: whatever it names is inside."""
         if ref.level:
             if here is None:
                 return []
@@ -523,7 +526,7 @@ class _RepoChecker:
             base = ".".join(base_parts + ([ref.module] if ref.module else []))
         else:
             base = ref.module
-        if not base:
+        if not base or (scope is not None and base.startswith(scope[0] + ".")):
             return []
         out = []
         if not ref.names:
