@@ -139,3 +139,17 @@ def test_each_blob_is_parsed_once_per_audit(repo, monkeypatch):
     # the findings are what they were: helpers import models.shared, outside the directory
     codes = {f["code"] for f in report.to_dict()["files"][0]["steps"][0]["findings"]}
     assert "outside-import" in codes and codes <= {"outside-import", "drift"}
+
+
+def test_names_lists_one_directory_of_a_commit(repo):
+    from zgit.gitrepo import open_repo
+
+    repo.write("a/b/c.py", "")
+    repo.write("a/d.py", "")
+    repo.write("top.py", "")
+    sha = repo.commit()
+    git = open_repo(repo.path)
+    assert sorted(git.names(sha, "")) == ["a", "top.py"]
+    assert sorted(git.names(sha, "a")) == ["b", "d.py"]
+    assert git.names(sha, "a/d.py") is None  # a file
+    assert git.names(sha, "nowhere") is None

@@ -293,3 +293,29 @@ def test_every_write_is_atomic_and_prunes_now_and_then(tmp_path, monkeypatch):
     assert len(list((tmp_path / "bytecode" / "ab").iterdir())) == 3
     cache.put("ab" + "9" * 38, 5, code)  # the 5th write prunes
     assert list((tmp_path / "bytecode" / "ab").iterdir()) == []
+
+
+def test_a_damaged_key_is_replaced_and_old_entries_are_rewritten(repo, pins, strategy):
+    """A key file of the wrong length: a new key is made, entries signed with the old one
+    fail their check and are rewritten, and loads go on."""
+    load_source(f"{PACKAGE}.step.Step@{pins[0]}", strategy=strategy)
+    forget_loaded()
+    bytecode._caches.clear()  # a new process: the key is read again
+    key = repo.path / ".git" / "zgit" / "bytecode" / "key"
+    entry = _entry(repo, pins[0], f"{MODULE_DIR}/step.py")
+    old_entry = entry.read_bytes()
+    key.write_bytes(b"short")
+    assert load_source(f"{PACKAGE}.step.Step@{pins[0]}", strategy=strategy).version == 1
+    assert len(key.read_bytes()) == 32
+    assert entry.read_bytes() != old_entry
+    assert not [p for p in key.parent.iterdir() if p.name.startswith(".key-")]
+
+
+def test_blob_size_reads_the_object_header(repo, pins):
+    from zgit.gitrepo import open_repo
+
+    git = open_repo(repo.path)
+    oid = _oid(repo, pins[0], f"{MODULE_DIR}/step.py")
+    assert git.blob_size(oid) == _size(repo, oid)
+    assert git.blob_size("0" * 40) is None  # no such object
+    assert git.blob_size(_oid(repo, pins[0], MODULE_DIR)) is None  # a tree, not a blob

@@ -66,6 +66,7 @@ _STALE_TEMP_SECONDS = 3600
 # magic, tag, format, optimize, reserved, blob id (raw), blob size, payload length, digest
 HEADER = struct.Struct("<4s4sBBH20sQQ32s")
 _DIGEST_SIZE = 32
+_KEY_SIZE = 32
 _SIGNED = HEADER.size - _DIGEST_SIZE  # the header bytes the digest covers (all but itself)
 
 _DISABLED = ("0", "false", "no", "off")
@@ -132,26 +133,33 @@ class BytecodeCache:
             except OSError as exc:
                 logger.debug("zgit bytecode cache: cannot read %s: %s", path, exc)
                 return None
-            if key is None or len(key) != 32:
+            if key is not None and len(key) != _KEY_SIZE:
+                # Damaged: a new key (every entry made with the old one is then rewritten).
+                logger.debug("zgit bytecode cache: %s is not a key; making a new one", path)
+                key = self._make_key(path, replace=True) if create else None
+            if key is None or len(key) != _KEY_SIZE:
                 return None
             self._key = key
             return key
 
-    def _make_key(self, path: Path) -> Optional[bytes]:
-        # Linked into place, never replaced: two processes creating it at once agree on
-        # the first one's key (the other reads it back).
+    def _make_key(self, path: Path, replace: bool = False) -> Optional[bytes]:
+        # Linked into place, not replaced (unless damaged): two processes creating it at
+        # once agree on the first one's key (the other reads it back).
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
             fd, temp = tempfile.mkstemp(prefix=".key-", dir=self.directory)
             try:
-                os.write(fd, os.urandom(32))
+                os.write(fd, os.urandom(_KEY_SIZE))
                 os.close(fd)
-                try:
-                    os.link(temp, path)
-                except FileExistsError:
-                    pass
+                if replace:
+                    os.replace(temp, path)
+                else:
+                    try:
+                        os.link(temp, path)
+                    except FileExistsError:
+                        pass
             finally:
-                os.unlink(temp)
+                _unlink_quietly(temp)
             with open(path, "rb") as handle:
                 return handle.read()
         except OSError as exc:
