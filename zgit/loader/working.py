@@ -74,6 +74,9 @@ class _Served:
                     raise ModuleNotFoundError(f"No module named {fullname!r}", name=fullname)
             return None  # not in the pin either: the disk is HEAD's there, ordinary finders decide
         kind, repo_path = found
+        entry = self.head_entries().get(repo_path)
+        if entry is not None and (entry.is_link or entry.is_gitlink):
+            return None  # a symlink's blob is its target, not code: ordinary finders follow it
         full = os.path.join(str(self.git.root), *repo_path.split("/"))
         if kind == "namespace":
             spec = importlib.machinery.ModuleSpec(fullname, None, is_package=True)
