@@ -18,14 +18,26 @@ What is measured (issues 2, 3, 5 and 7):
   zgit's checkout strategy, the legacy sequence (``git checkout <sha> -- <dir>``, import,
   ``git reset -q HEAD <dir>``, ``git checkout -- <dir>``), zgit's memory strategy, a plain
   import of the same module from disk with bytecode off, and a repeated ``load_source``
-  of a loaded pin; also what compiling the pin's files costs (every load above pays it)
-  and what unmarshalling their code objects would cost instead.  Full mode adds checkout
+  of a loaded pin; also what compiling the pin's files costs and what unmarshalling their
+  code objects costs instead.  zgit's bytecode cache (.git/zgit/bytecode) is warm for the
+  zgit contenders; the memory strategy is also measured with the cache emptied before
+  each load (cold) and turned off, against a plain import from up-to-date ``.pyc``
+  (``load.memory_vs_pyc``, ``load.memory_vs_pyc_cold``: ratios of CPU time, both being
+  in-process work; ``..._wall`` the same in wall-clock time).  Full mode adds checkout
   against legacy in a repository of 20k more files.
 * **hook**: importing 200 fresh unrelated modules in processes with and without
   ``import zgit`` (zgit's import hook must cost nothing measurable), in CPU time; also
   within one process with zgit's finders taken out and put back, and the direct cost of
   zgit's finder per import.
-* **audit**: ``scripts/bench_audit.py`` (1,000 YAML files x 5 steps over 20 pins).
+* **audit**: ``scripts/bench_audit.py`` (1,000 YAML files x 5 steps over 20 pins), and
+  the cost per distinct pin over 1,000 distinct pins (``audit.ms_per_distinct_pin``, CPU
+  time; ``..._wall`` in wall-clock time; also with the load benchmark's ~150-line step
+  module as the pinned module).
+* **memory**: a fresh process loads 1,000 distinct pins of the load benchmark's module
+  (memory strategy): resident memory per pin (``memory.kb_per_pin``); then
+  ``forget_loaded()`` must free them (``memory.forget_released``: a weak reference to a
+  pinned class dies, nothing pinned is left in ``sys.modules``, parent packages or
+  ``linecache``), and the same 1,000 loads again grow it by ``kb_per_pin_again``.
 
 Machines are shared and noisy: every figure is a median over repeats, the contenders of
 one comparison run interleaved (round-robin, rotating order, repeats spread evenly) after
@@ -646,14 +658,49 @@ def bench_load(base: Path, quick: bool, profile: Optional[dict], filler: int = 0
     def compile_only() -> float:
         return timed(lambda: [compile(data, path, "exec", dont_inherit=True) for data, path in sources])
 
-    # What a content-addressed bytecode cache would pay instead: unmarshalling the same
-    # code objects (a figure for the report; zgit compiles every load today).
+    # What a hit of zgit's bytecode cache pays instead: unmarshalling the same code objects.
     import marshal
 
     marshalled = [marshal.dumps(compile(data, path, "exec", dont_inherit=True)) for data, path in sources]
 
     def unmarshal_only() -> float:
         return timed(lambda: [marshal.loads(blob) for blob in marshalled])
+
+    # The same module imported the ordinary way from up-to-date bytecode (__pycache__
+    # refreshed untimed before each import: the checkout contenders change mtimes).
+    import compileall
+
+    def plain_pyc() -> float:
+        _drop_modules(package)
+        compileall.compile_dir(str(root / LOAD_DIR), quiet=1)
+        importlib.invalidate_caches()
+        seconds = timed(lambda: importlib.import_module(LOAD_MODULE).Trainer)
+        assert sys.modules[LOAD_MODULE].Trainer.version == len(shas) - 1
+        assert sys.modules[LOAD_MODULE].__spec__.cached is not None
+        return seconds
+
+    # zgit's own bytecode cache (.git/zgit/bytecode) is warm for the contenders above
+    # after their warm-up; "cold" empties it (untimed) before each load, which then
+    # compiles and writes the entries; "no cache" turns it off (zgit before the cache).
+    bytecode_dir = repository.git.git_dir / "zgit" / "bytecode"
+
+    def memory_cold() -> float:
+        forget_loaded()
+        for shard in [p for p in bytecode_dir.iterdir() if p.is_dir()] if bytecode_dir.is_dir() else []:
+            shutil.rmtree(shard, ignore_errors=True)
+        seconds = timed(lambda: load_source(source, repo=repository, strategy="memory"))
+        assert load_source(source, repo=repository).version == pin_version
+        return seconds
+
+    def memory_no_cache() -> float:
+        forget_loaded()
+        os.environ["ZGIT_BYTECODE_CACHE"] = "0"
+        try:
+            seconds = timed(lambda: load_source(source, repo=repository, strategy="memory"))
+        finally:
+            del os.environ["ZGIT_BYTECODE_CACHE"]
+        assert load_source(source, repo=repository).version == pin_version
+        return seconds
 
     n = 8 if quick else 60
     cpu: Dict[str, List[float]] = {}
@@ -668,6 +715,9 @@ def bench_load(base: Path, quick: bool, profile: Optional[dict], filler: int = 0
             Contender("memory", zgit_load("memory"), n, warmup=2),
             Contender("legacy", legacy, max(n // 2, 4), warmup=2),
             Contender("plain_import", plain, n, warmup=2),
+            Contender("plain_pyc", plain_pyc, n, warmup=2),
+            Contender("memory_cold", memory_cold, n, warmup=2),
+            Contender("memory_no_cache", memory_no_cache, n, warmup=2),
             Contender("compile", compile_only, n, warmup=2),
             Contender("unmarshal", unmarshal_only, n, warmup=2),
             Contender("tiny_memory", tiny_memory, 3 * n, warmup=5),
@@ -731,12 +781,23 @@ def bench_load(base: Path, quick: bool, profile: Optional[dict], filler: int = 0
         "legacy_ms": median(times["legacy"]) * 1e3,
         "plain_import_ms": median(times["plain_import"]) * 1e3,
         "memory_ms": median(times["memory"]) * 1e3,
+        "plain_pyc_ms": median(times["plain_pyc"]) * 1e3,
+        "memory_cold_ms": median(times["memory_cold"]) * 1e3,
+        "memory_no_cache_ms": median(times["memory_no_cache"]) * 1e3,
+        # memory strategy (zgit's bytecode cache warm / emptied before each load) over a
+        # plain import of the same module from up-to-date __pycache__, in CPU time (both
+        # are in-process work; on a busy machine the wall clock mostly measures preemption)
+        "memory_vs_pyc": median(cpu["memory"]) / median(cpu["plain_pyc"]),
+        "memory_vs_pyc_cold": median(cpu["memory_cold"]) / median(cpu["plain_pyc"]),
+        "memory_vs_pyc_wall": median(times["memory"]) / median(times["plain_pyc"]),
+        "memory_vs_pyc_cold_wall": median(times["memory_cold"]) / median(times["plain_pyc"]),
         "repeat_us": median(repeats["repository"]) * 1e6,
         "repeat_path_us": median(repeats["path"]) * 1e6,
         "compile_ms": median(times["compile"]) * 1e3,
         "unmarshal_ms": median(times["unmarshal"]) * 1e3,
         # CPU time of the in-process contenders (the legacy one runs git in subprocesses)
-        "cpu_ms": {name: median(cpu[name]) * 1e3 for name in ("checkout", "memory", "plain_import", "compile")},
+        "cpu_ms": {name: median(cpu[name]) * 1e3 for name in (
+            "checkout", "memory", "plain_import", "compile", "plain_pyc", "memory_cold", "memory_no_cache")},
         # the same module directory layout with three tiny files: loader overhead only
         "tiny": {
             "memory_us": median(times["tiny_memory"]) * 1e6,
@@ -876,17 +937,108 @@ def bench_hook(base: Path, quick: bool) -> dict:
     }
 
 
+# -- memory of many pins ----------------------------------------------------------------
+
+_MEMORY_SCRIPT = '''\
+import gc, json, linecache, os, sys, weakref
+root, module, shas = sys.argv[1], sys.argv[2], json.loads(open(sys.argv[3]).read())
+sys.path.insert(0, root)
+import zgit
+from zgit.loader import forget_loaded, load_source
+
+def rss():
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+repository = zgit.Repository(root)
+def load_all():
+    for sha in shas:
+        load_source(f"{module}.Trainer@{sha}", repo=repository, strategy="memory")
+# one-time costs (zgit's and the module's imports, the real parent package) first
+load_source(f"{module}.Trainer@{shas[0]}", repo=repository, strategy="memory")
+forget_loaded(); gc.collect()
+before = rss()
+load_all(); gc.collect()
+loaded = rss()
+pinned = weakref.ref(load_source(f"{module}.Trainer@{shas[-1]}", repo=repository))
+module_count = sum("@" in n for n in sys.modules)
+forget_loaded(); gc.collect()
+parent = sys.modules[module.split(".")[0]]
+left = {
+    "class": pinned() is not None,
+    "sys.modules": sum("@" in n for n in sys.modules),
+    "parent attributes": sum("@" in a for a in vars(parent)),
+    "linecache": sum(f.startswith(root) and "@" in f for f in linecache.cache),
+}
+forgotten = rss()
+load_all(); gc.collect()
+again = rss()
+print(json.dumps({"loads": len(shas), "modules": module_count, "left": left,
+                  "before": before, "loaded": loaded, "forgotten": forgotten, "again": again}))
+'''
+
+
+def bench_memory(base: Path, quick: bool) -> dict:
+    """Resident memory of a process that loads 1,000 distinct pins (200 with --quick) of
+    the load benchmark's module, and whether ``forget_loaded()`` gives them back."""
+    if not os.path.exists("/proc/self/statm"):
+        return {"note": "not measured: needs /proc (Linux)"}
+    loads = 200 if quick else 1000
+    root = base / "many_pins"
+    shas = build(root, trainer_history_spec(loads))
+    shas_file = base / "many_pins.json"
+    shas_file.write_text(json.dumps(shas))
+    script = base / "memory_probe.py"
+    script.write_text(_MEMORY_SCRIPT)
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    out = subprocess.run([sys.executable, str(script), str(root), LOAD_MODULE, str(shas_file)],
+                         env=env, capture_output=True, text=True, cwd=str(root))
+    shutil.rmtree(root, ignore_errors=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"the memory probe failed:\n{out.stderr}")
+    figures = json.loads(out.stdout)
+    kib = 1024 * figures["loads"]
+    left = figures["left"]
+    return {
+        "loads": figures["loads"],
+        "pinned_modules": figures["modules"],
+        "kb_per_pin": (figures["loaded"] - figures["before"]) / kib,
+        "forget_released": not left["class"] and not left["sys.modules"] and not left["parent attributes"]
+        and not left["linecache"],
+        "left_after_forget": left,
+        # what forgetting gave back to the allocator is reused: the same loads again grow
+        # the process by this much per pin
+        "kb_per_pin_again": (figures["again"] - figures["forgotten"]) / kib,
+        "rss_mb": {k: round(figures[k] / 2**20, 1) for k in ("before", "loaded", "forgotten", "again")},
+    }
+
+
 # -- the audit -------------------------------------------------------------------------
 
 
-def bench_audit_figures(base: Path) -> object:
+def _trainer_step(version: int, k: int) -> str:
+    """The load benchmark's ~150-line step module as module directory ``k``'s step."""
+    text = _STEP.format(version=version, epochs=10 + version, lr=0.01 + version / 1000)
+    return text.replace("class Trainer(BaseStep)", f"class Step{k}(BaseStep)")
+
+
+def bench_audit_figures(base: Path, quick: bool = False) -> object:
     sys.path.insert(0, str(ROOT / "scripts"))
     try:
         try:
-            from bench_audit import bench_audit  # type: ignore[import-not-found]
+            from bench_audit import bench_audit, bench_distinct_pins  # type: ignore[import-not-found]
         except ImportError:
             return "not available"
         flat = bench_audit(base)
+        distinct = bench_distinct_pins(base, 1000)
+        flat["audit.ms_per_distinct_pin"] = distinct["ms_per_distinct_pin"]
+        flat["audit.ms_per_distinct_pin_wall"] = distinct["ms_per_distinct_pin_wall"]
+        flat["audit.distinct_pins"] = distinct["pins"]
+        # the same with a ~150-line pinned module, whose one parse is most of the cost
+        big = bench_distinct_pins(base, 200 if quick else 1000, step=_trainer_step)
+        flat["audit.ms_per_distinct_pin_150_lines"] = big["ms_per_distinct_pin"]
+        flat["audit.ms_per_distinct_pin_150_lines_wall"] = big["ms_per_distinct_pin_wall"]
+        flat["audit.distinct_pins_150_lines"] = big["pins"]
     finally:
         sys.path.remove(str(ROOT / "scripts"))
     nested: dict = {}
@@ -969,9 +1121,28 @@ def targets(results: dict) -> Dict[str, dict]:
         add("hook: unrelated imports with / without zgit", ratio, "<=", round(bound, 3),
             f"noise: without / without {hook['noise_ratio']:.3f}; zgit's finder "
             f"{hook['finder_share'] * 100:.2f} % of an import")
+    cold = load.get("memory_vs_pyc_cold")
+    add("load: memory (bytecode cache warm) / .pyc, CPU", load.get("memory_vs_pyc"), "<=", 1.2,
+        f"wall clock {load['memory_vs_pyc_wall']:.2f}; cache emptied before each load {cold:.2f} "
+        f"(wall {load['memory_vs_pyc_cold_wall']:.2f}); cache off "
+        f"{_ratio(cpu.get('memory_no_cache'), cpu.get('plain_pyc')):.2f}" if cold else "")
     audit = results.get("audit")
     if isinstance(audit, dict):
         add("audit: 1,000 files x 5 steps (s)", audit.get("seconds"), "<=", 1.0)
+        wall = audit.get("ms_per_distinct_pin_wall")
+        add(f"audit: ms per distinct pin, CPU ({audit.get('distinct_pins')} pins)", audit.get("ms_per_distinct_pin"),
+            "<=", 1.0, f"the audit benchmark's step module; wall clock {wall:.2f} ms" if wall else "")
+        wall = audit.get("ms_per_distinct_pin_150_lines_wall")
+        add(f"  same, ~150-line module ({audit.get('distinct_pins_150_lines')} pins)",
+            audit.get("ms_per_distinct_pin_150_lines"), "<=", 1.0,
+            f"wall clock {wall:.2f} ms; one ast.parse of the module is most of it" if wall else "")
+    memory = results.get("memory")
+    if isinstance(memory, dict) and "kb_per_pin" in memory:
+        add(f"memory: KB per pin over {memory['loads']} loads", memory["kb_per_pin"], "<=", 100,
+            f"after forget_loaded, the same loads again: {memory['kb_per_pin_again']:.1f} KB per pin")
+        released = bool(memory["forget_released"])
+        out["memory: forget_loaded releases every pin"] = {
+            "value": released, "target": "true", "met": released}
     return out
 
 
@@ -1002,7 +1173,10 @@ def render(results: dict) -> str:
             ("zgit checkout strategy", load["checkout_ms"], "ms", cpu.get("checkout")),
             ("legacy git checkout/import/reset/checkout", load["legacy_ms"], "ms", None),
             ("zgit memory strategy", load["memory_ms"], "ms", cpu.get("memory")),
+            ("  same, zgit's bytecode cache emptied (cold)", load.get("memory_cold_ms"), "ms", cpu.get("memory_cold")),
+            ("  same, zgit's bytecode cache off", load.get("memory_no_cache_ms"), "ms", cpu.get("memory_no_cache")),
             ("plain import from disk, bytecode off", load["plain_import_ms"], "ms", cpu.get("plain_import")),
+            ("plain import from up-to-date .pyc", load.get("plain_pyc_ms"), "ms", cpu.get("plain_pyc")),
             ("compile() of the pin's 3 files (in all above)", load.get("compile_ms"), "ms", cpu.get("compile")),
             ("marshal.loads() of their code objects", load.get("unmarshal_ms"), "ms", None),
             ("repeated load_source (repo=Repository)", load["repeat_us"], "us", None),
@@ -1042,12 +1216,26 @@ def render(results: dict) -> str:
         lines.append(f"  {audit.get('files')} files, {audit.get('steps')} steps: {audit.get('seconds'):.3f} s"
                      + (f"; 500 files {audit['half']['seconds']:.3f} s (ratio {audit.get('ratio_1000_to_500')})"
                         if isinstance(audit.get("half"), dict) else ""))
+        if audit.get("ms_per_distinct_pin") is not None:
+            lines.append(f"  {audit.get('distinct_pins')} distinct pins: {audit['ms_per_distinct_pin']:.3f} ms CPU "
+                         f"({audit.get('ms_per_distinct_pin_wall', 0):.3f} ms wall) per pin; "
+                         f"with a ~150-line module ({audit.get('distinct_pins_150_lines')} pins): "
+                         f"{audit.get('ms_per_distinct_pin_150_lines', 0):.3f} ms CPU "
+                         f"({audit.get('ms_per_distinct_pin_150_lines_wall', 0):.3f} ms wall)")
     elif "audit" in results:
         lines.append(f"  {audit}")
+    memory = results.get("memory")
+    if isinstance(memory, dict) and "kb_per_pin" in memory:
+        lines += ["", f"Memory: one process loads {memory['loads']} distinct pins (memory strategy)",
+                  f"  {memory['kb_per_pin']:.1f} KB per pin ({memory['pinned_modules']} pinned modules); "
+                  f"RSS MB {memory['rss_mb']}",
+                  f"  forget_loaded released them: {memory['forget_released']} (left: {memory['left_after_forget']}); "
+                  f"loading them again: {memory['kb_per_pin_again']:.1f} KB per pin"]
     lines += ["", "Targets"]
     for name, t in results["targets"].items():
         verdict = "n/a" if t["met"] is None else "MET" if t["met"] else "NOT MET"
-        value = "-" if t["value"] is None else f"{t['value']:,.2f}"
+        value = "-" if t["value"] is None else str(t["value"]).lower() if isinstance(t["value"], bool) \
+            else f"{t['value']:,.2f}"
         note = f"  ({t['note']})" if t.get("note") else ""
         lines.append(f"  {name:<46} {value:>10}  target {t['target']:<8} {verdict}{note}")
     return "\n".join(lines)
@@ -1074,7 +1262,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--profile", action="store_true", help="cProfile zgit's hot paths and print the top entries")
     parser.add_argument("--sizes", help="comma-separated repository sizes for the pin check (default 1000,20000,100000)")
     parser.add_argument("--tmpdir", help="where the generated pin-check repositories go (default /dev/shm when it has room)")
-    parser.add_argument("--skip", default="", help="comma-separated sections to skip: pin_check,load,hook,audit")
+    parser.add_argument("--skip", default="", help="comma-separated sections to skip: pin_check,load,hook,audit,memory")
     args = parser.parse_args(argv)
 
     sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else ([1000] if args.quick else [1000, 20000, 100000])
@@ -1110,7 +1298,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             results["hook"] = bench_hook(Path(small), args.quick)
             log(f"[hook] ratio {results['hook']['unrelated_import_ratio']:.3f}")
         if "audit" not in skip:
-            results["audit"] = bench_audit_figures(Path(big))
+            results["audit"] = bench_audit_figures(Path(big), args.quick)
+        if "memory" not in skip:
+            results["memory"] = bench_memory(Path(small), args.quick)
+            if "kb_per_pin" in results["memory"]:
+                log(f"[memory] {results['memory']['kb_per_pin']:.1f} KB per pin over "
+                    f"{results['memory']['loads']} loads")
     results["targets"] = targets(results)
     results["meta"]["seconds"] = round(time.perf_counter() - started, 1)
     print(render(results))

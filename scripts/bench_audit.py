@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, List
+from typing import Callable, Dict, List, Optional
 
 MODULE_DIRS = 5
 PINS = 20
@@ -134,7 +135,55 @@ def bench_audit(tmpdir: "str | os.PathLike[str]") -> Dict[str, object]:
     }
 
 
+def bench_distinct_pins(tmpdir: "str | os.PathLike[str]", pins: int = 1000,
+                        step: Optional[Callable[[int, int], str]] = None) -> Dict[str, object]:
+    """The audit's cost per distinct pin: ``pins`` commits, each changing the step module
+    of one of MODULE_DIRS module directories, and pipelines (5 steps each) that name
+    every one of them once.  ``step(version, k)`` gives the step module's text (default:
+    this benchmark's own step module); its class must be ``Step<k>``."""
+    from fixtures.builder import build_repo as build_fixture
+    from zgit.audit import audit_paths
+    from zgit.repository import Repository
+
+    step = step or (lambda version, k: _STEP.format(version=version, k=k))
+    files: Dict[str, str] = {"models/__init__.py": "", "models/shared/__init__.py": "",
+                             "models/shared/common.py": "X = 1\n"}
+    for k in range(MODULE_DIRS):
+        d = f"models/m{k}"
+        files.update({f"{d}/__init__.py": "", f"{d}/helpers.py": "def scale(x, f):\n    return x\n",
+                      f"{d}/features.py": "def featurize(x):\n    return x\n", f"{d}/step.py": step(0, k)})
+        for extra in range(3):
+            files[f"{d}/extra{extra}.py"] = f"import numpy\nVALUE = {extra}\n"
+    commits = [{"files": files}] + [
+        {"files": {f"models/m{v % MODULE_DIRS}/step.py": step(v, v % MODULE_DIRS)}} for v in range(1, pins)
+    ]
+    root = Path(tempfile.mkdtemp(prefix=f"bench_audit_distinct_{pins}_", dir=tmpdir)) / "repo"
+    shas = build_fixture(root, {"commits": commits})["shas"]
+    directory = root / "pipelines"
+    directory.mkdir()
+    for n in range(0, pins, STEPS):
+        lines = ["version: '1'", f"name: pipeline {n}", "steps:"]
+        for v in range(n, min(n + STEPS, pins)):
+            k = v % MODULE_DIRS
+            lines += [f"  step{v - n}:", f"    source: models.m{k}.step.Step{k}@{shas[v]}", "    args: {}"]
+        (directory / f"pipeline_{n:05d}.yaml").write_text("\n".join(lines) + "\n")
+    repo = Repository(root)
+    started, cpu = time.perf_counter(), time.thread_time()
+    report = audit_paths([directory], repo=repo)  # fresh caches: every pin is new to it
+    seconds, cpu = time.perf_counter() - started, time.thread_time() - cpu
+    summary = report.summary()
+    shutil.rmtree(root.parent, ignore_errors=True)
+    if summary["errors"] or summary["steps"] != pins:
+        raise AssertionError(f"the distinct-pin pipelines should audit clean: {summary}")
+    # CPU time of this thread (the audit is in-process, single-threaded work), which
+    # leaves out the time the process spent preempted on a busy machine; wall clock too
+    return {"pins": pins, "seconds": round(seconds, 4), "ms_per_distinct_pin": cpu * 1e3 / pins,
+            "ms_per_distinct_pin_wall": seconds * 1e3 / pins}
+
+
 if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     with tempfile.TemporaryDirectory() as tmp:
-        print(json.dumps(bench_audit(tmp), indent=2))
+        figures = bench_audit(tmp)
+        figures.update({f"audit.distinct.{k}": v for k, v in bench_distinct_pins(tmp).items()})
+        print(json.dumps(figures, indent=2))

@@ -14,7 +14,8 @@ ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "scripts" / "bench.py"
 
 PIN_CHECK_KEYS = {"zgit_ms", "legacy_ms", "git_cli_ms"}
-LOAD_KEYS = {"checkout_ms", "legacy_ms", "plain_import_ms", "memory_ms", "repeat_us"}
+LOAD_KEYS = {"checkout_ms", "legacy_ms", "plain_import_ms", "memory_ms", "repeat_us",
+             "plain_pyc_ms", "memory_cold_ms", "memory_vs_pyc", "memory_vs_pyc_cold"}
 
 
 @pytest.mark.slow
@@ -40,7 +41,12 @@ def test_bench_quick_writes_every_key(tmp_path):
     assert figures["hook"]["unrelated_import_ratio"] > 0
     audit = figures["audit"]
     if audit != "not available":
-        assert {"files", "steps", "seconds"} <= set(audit)
+        assert {"files", "steps", "seconds", "ms_per_distinct_pin", "distinct_pins"} <= set(audit)
+        assert audit["distinct_pins"] == 1000 and audit["ms_per_distinct_pin"] > 0
+    memory = figures["memory"]
+    if "note" not in memory:  # measured where /proc exists
+        assert memory["kb_per_pin"] > 0 and memory["loads"] > 0
+        assert memory["forget_released"] is True
     assert figures["targets"]
     for target in figures["targets"].values():
         assert target["met"] in (True, False, None)

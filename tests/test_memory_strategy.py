@@ -309,10 +309,14 @@ def test_pkgutil_lists_the_pinned_modules(repo, strategy):
 # -- memory only -----------------------------------------------------------------------------
 
 
-def test_memory_touches_no_file_and_loads_a_dirty_directory(repo, monkeypatch):
+@pytest.mark.parametrize("bytecode_cache", ["0", "1"])
+def test_memory_touches_no_file_and_loads_a_dirty_directory(repo, monkeypatch, bytecode_cache):
     """Bytes, mtime (ns) and inode of every file of the repository, ``.git/`` included, are
-    the same after memory loads, failing ones included; a dirty module directory loads."""
+    the same after memory loads, failing ones included; a dirty module directory loads.
+    The only files a memory load may add are zgit's compiled-code cache under
+    ``.git/zgit/bytecode/`` (off with ``ZGIT_BYTECODE_CACHE=0``: then nothing at all)."""
     monkeypatch.setattr(sys, "dont_write_bytecode", False)  # as in a default interpreter
+    monkeypatch.setenv("ZGIT_BYTECODE_CACHE", bytecode_cache)
     shas = build_history(repo, 3)
     repo.write(f"{MODULE_DIR}/raises.py", "raise RuntimeError('pinned failure')\n")
     failing = repo.commit()
@@ -334,9 +338,17 @@ def test_memory_touches_no_file_and_loads_a_dirty_directory(repo, monkeypatch):
         load_source(f"{PACKAGE}.my_trainer_step.Nope@{shas[1]}", strategy="memory")
     with pytest.raises(PinNotFoundError):
         load_source(f"{SOURCE}@{'e' * 40}", strategy="memory")
-    _assert_untouched(before, _full_snapshot(repo.path))
+    after = _full_snapshot(repo.path)
+    cache = os.path.join(".git", "zgit", "bytecode") + os.sep
+    if bytecode_cache == "1":
+        assert any(path.startswith(cache) for path in after)
+        after = {path: value for path, value in after.items() if not path.startswith(cache)}
+    _assert_untouched(before, after)
     assert _status(repo) == status
-    assert not (repo.path / ".git" / "zgit").exists()  # no lock, no journal, not even the directory
+    if bytecode_cache == "0":
+        assert not (repo.path / ".git" / "zgit").exists()  # no lock, no journal, not even the directory
+    else:
+        assert os.listdir(repo.path / ".git" / "zgit") == ["bytecode"]  # no lock, no journal
 
 
 def _hold_lock(repo):

@@ -250,6 +250,10 @@ def module_names(source: bytes, filename: str = "<pinned>") -> ModuleNames:
     tree = _parse(source, filename)
     if isinstance(tree, str):
         return ModuleNames(error=tree)
+    return _names_of(tree)
+
+
+def _names_of(tree: ast.Module) -> ModuleNames:
     out: set = set()
     dynamic = _bind_statements(tree.body, out)
     return ModuleNames(frozenset(out), dynamic)
@@ -266,18 +270,58 @@ class ImportRef:
 
 
 def module_imports(source: bytes, filename: str = "<pinned>") -> Tuple[ImportRef, ...]:
-    """Every import statement anywhere in a module (also inside functions)."""
+    """Every import statement anywhere in a module (also inside functions), in source order."""
+    return module_facts(source, filename).imports
+
+
+# The nodes that hold statements, and their fields that do, in source order.
+_STATEMENT_LISTS: Dict[type, Tuple[str, ...]] = {
+    ast.FunctionDef: ("body",), ast.AsyncFunctionDef: ("body",), ast.ClassDef: ("body",),
+    ast.For: ("body", "orelse"), ast.AsyncFor: ("body", "orelse"), ast.While: ("body", "orelse"),
+    ast.If: ("body", "orelse"), ast.With: ("body",), ast.AsyncWith: ("body",),
+    ast.Try: ("body", "handlers", "orelse", "finalbody"), ast.ExceptHandler: ("body",),
+    ast.Match: ("cases",), ast.match_case: ("body",),
+}
+if hasattr(ast, "TryStar"):  # Python 3.11+
+    _STATEMENT_LISTS[ast.TryStar] = ("body", "handlers", "orelse", "finalbody")  # type: ignore[attr-defined]
+
+
+def _collect_imports(body: Sequence[ast.AST], out: List[ImportRef]) -> None:
+    """Import statements in ``body`` and every statement list below it.  Statements never
+    sit inside expressions, so expressions (most of a module's nodes) are not visited."""
+    for node in body:
+        kind = type(node)
+        if kind is ast.Import:
+            for alias in node.names:  # type: ignore[attr-defined]
+                out.append(ImportRef(0, alias.name, (), node.lineno))  # type: ignore[attr-defined]
+        elif kind is ast.ImportFrom:
+            out.append(ImportRef(node.level or 0, node.module or "",  # type: ignore[attr-defined]
+                                 tuple(a.name for a in node.names), node.lineno))  # type: ignore[attr-defined]
+        else:
+            fields = _STATEMENT_LISTS.get(kind)
+            if fields:
+                for name in fields:
+                    _collect_imports(getattr(node, name), out)
+
+
+@dataclass(frozen=True)
+class ModuleFacts:
+    """What the audit reads from one module's source, from a single parse."""
+
+    names: ModuleNames
+    imports: Tuple[ImportRef, ...]
+
+
+def module_facts(source: bytes, filename: str = "<pinned>") -> ModuleFacts:
+    """Top-level names and every import statement of a module, parsing it once."""
     tree = _parse(source, filename)
     if isinstance(tree, str):
-        return ()
-    out: List[ImportRef] = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            for alias in node.names:
-                out.append(ImportRef(0, alias.name, (), node.lineno))
-        elif isinstance(node, ast.ImportFrom):
-            out.append(ImportRef(node.level or 0, node.module or "", tuple(a.name for a in node.names), node.lineno))
-    return tuple(out)
+        return ModuleFacts(ModuleNames(error=tree), ())
+    imports: List[ImportRef] = []
+    if (b"import" if isinstance(source, (bytes, bytearray)) else "import") in source:
+        # no statement imports without the word (source encodings are ASCII-compatible)
+        _collect_imports(tree.body, imports)
+    return ModuleFacts(_names_of(tree), tuple(imports))
 
 
 def locate(git: Any, sha: str, module: str, source_root: str) -> Optional[ModuleLocation]:
@@ -301,7 +345,11 @@ def _join(root: str, rel: str) -> str:
 
 
 class _RepoChecker:
-    """Checks sources against one repository, caching by commit, directory and blob."""
+    """Checks sources against one repository, caching by commit, directory and blob.
+
+    Each blob is parsed once (:func:`module_facts`: names and imports together) however
+    many steps, pipelines and pins share it; each (commit, directory) is listed once.
+    """
 
     def __init__(self, repository: Any, source_root: Optional[str] = None) -> None:
         self.repository = repository
@@ -310,10 +358,12 @@ class _RepoChecker:
         self.head: Optional[str] = self.git.head_sha()
         self._commits: Dict[str, bool] = {}
         self._locations: Dict[Tuple[str, str], Optional[ModuleLocation]] = {}
-        self._names: Dict[str, ModuleNames] = {}
-        self._imports: Dict[str, Tuple[ImportRef, ...]] = {}
+        self._facts: Dict[str, ModuleFacts] = {}
         self._files: Dict[Tuple[str, str], Optional[str]] = {}
         self._dirs: Dict[Tuple[str, str], List[Finding]] = {}
+        self._entries: Dict[Tuple[str, str], Optional[Dict[str, Any]]] = {}
+        self._top_names: Dict[str, FrozenSet[str]] = {}
+        self._file_locations: Dict[str, Optional[ModuleLocation]] = {}
 
     # cached lookups
 
@@ -329,23 +379,65 @@ class _RepoChecker:
             self._locations[key] = locate(self.git, sha, module, self.source_root)
         return self._locations[key]
 
-    def names_of(self, sha: str, location: ModuleLocation) -> ModuleNames:
-        entry = self.git.entry(sha, location.file)
-        if entry is None:
-            return ModuleNames(error="the file is absent")
-        found = self._names.get(entry.oid)
+    def entries(self, sha: str, module_dir: str) -> Optional[Dict[str, Any]]:
+        """The files below ``module_dir`` at ``sha`` (None when it does not exist there)."""
+        key = (sha, module_dir)
+        if key not in self._entries:
+            self._entries[key] = self.git.entries(sha, module_dir)
+        return self._entries[key]
+
+    def facts(self, oid: str, path: str) -> ModuleFacts:
+        """Names and imports of blob ``oid`` (parsed once per audit)."""
+        found = self._facts.get(oid)
         if found is None:
-            found = self._names[entry.oid] = module_names(self.git.blob(entry.oid), location.file)
+            found = self._facts[oid] = module_facts(self.git.blob(oid), path)
         return found
 
-    def _module_file(self, sha: str, module: str) -> Optional[str]:
-        """The repository file of module ``module`` at ``sha`` (also one in the source root)."""
+    def names_of(self, sha: str, location: ModuleLocation) -> ModuleNames:
+        entry = (self.entries(sha, location.module_dir) or {}).get(location.file)
+        if entry is None or entry.is_gitlink:
+            return ModuleNames(error="the file is absent")
+        return self.facts(entry.oid, location.file).names
+
+    def _file_location(self, path: str) -> Optional[ModuleLocation]:
+        if path not in self._file_locations:
+            self._file_locations[path] = location_of_file(path, self.source_root)
+        return self._file_locations[path]
+
+    def _names_at_root(self, sha: str) -> FrozenSet[str]:
+        """File and directory names directly in the source root at ``sha``."""
+        found = self._top_names.get(sha)
+        if found is None:
+            found = self._top_names[sha] = frozenset(self.git.names(sha, self.source_root) or ())
+        return found
+
+    def _module_file(self, sha: str, module: str,
+                     scope: Optional[Tuple[str, str, Dict[str, Any]]] = None) -> Optional[str]:
+        """The repository file of module ``module`` at ``sha`` (also one in the source root).
+
+        ``scope``: ``(package, module_dir, entries)`` of the module directory being
+        checked: a module strictly below its package is looked up in ``entries``."""
+        if scope is not None:
+            package, module_dir, entries = scope
+            if module.startswith(package + "."):
+                rest = module[len(package) + 1:]
+                if not all(p.isidentifier() for p in rest.split(".")):
+                    return None
+                base = module_dir + "/" + rest.replace(".", "/")
+                for path in (base + ".py", base + "/__init__.py"):
+                    entry = entries.get(path)
+                    if entry is not None and not entry.is_gitlink:
+                        return path
+                return None
         key = (sha, module)
         if key in self._files:
             return self._files[key]
         parts = module.split(".")
         found = None
-        if all(p.isidentifier() for p in parts):
+        top = self._names_at_root(sha)
+        # Most imports name the standard library or installed packages: not in the
+        # repository at all, which one look at the source root's names tells.
+        if all(p.isidentifier() for p in parts) and (parts[0] in top or parts[0] + ".py" in top):
             rel = "/".join(parts)
             for path in (_join(self.source_root, rel + ".py"), _join(self.source_root, rel + "/__init__.py")):
                 entry = self.git.entry(sha, path)
@@ -382,10 +474,13 @@ class _RepoChecker:
     def _drift(self, sha: str, module_dir: str) -> List[Finding]:
         if self.head is None or self.head == sha:
             return []
-        changed = self.git.changed_paths(sha, self.head, module_dir)
+        at_head = self.entries(self.head, module_dir)
+        old = self.entries(sha, module_dir) or {}
+        new = at_head or {}
+        changed = sorted(p for p in old.keys() | new.keys() if old.get(p) != new.get(p))
         if not changed:
             return []
-        gone = self.git.tree_id(self.head, module_dir) is None
+        gone = at_head is None
         shown = ", ".join(changed[:3]) + (f" and {len(changed) - 3} more" if len(changed) > 3 else "")
         what = "1 file" if len(changed) == 1 else f"{len(changed)} files"
         tail = " (the directory is gone at HEAD)" if gone else ""
@@ -397,21 +492,22 @@ class _RepoChecker:
         )]
 
     def _outside_imports(self, sha: str, module_dir: str) -> List[Finding]:
-        entries = self.git.entries(sha, module_dir) or {}
+        entries = self.entries(sha, module_dir) or {}
         inside = module_dir + "/"
+        prefix = self.source_root + "/" if self.source_root else ""
+        package = module_dir[len(prefix):].replace("/", ".") if module_dir.startswith(prefix) else ""
+        scope = (package, module_dir, entries) if package else None
         outside: Dict[str, Tuple[str, List[str]]] = {}
         for path in sorted(entries):
             entry = entries[path]
             if not path.endswith(".py") or entry.is_gitlink or entry.is_link:
                 continue
-            refs = self._imports.get(entry.oid)
-            if refs is None:
-                refs = self._imports[entry.oid] = module_imports(self.git.blob(entry.oid), path)
+            refs = self.facts(entry.oid, path).imports
             if not refs:
                 continue
-            here = location_of_file(path, self.source_root)
+            here = self._file_location(path)
             for ref in refs:
-                for target, file in self._resolve_import(sha, here, ref):
+                for target, file in self._resolve_import(sha, here, ref, scope):
                     if not file.startswith(inside):
                         outside.setdefault(target, (file, []))
                         importers = outside[target][1]
@@ -430,8 +526,12 @@ class _RepoChecker:
             ))
         return findings
 
-    def _resolve_import(self, sha: str, here: Optional[ModuleLocation], ref: ImportRef) -> List[Tuple[str, str]]:
-        """The repository modules an import statement names, as (module, file) pairs."""
+    def _resolve_import(self, sha: str, here: Optional[ModuleLocation], ref: ImportRef,
+                        scope: Optional[Tuple[str, str, Dict[str, Any]]] = None) -> List[Tuple[str, str]]:
+        """The repository modules an import statement names, as (module, file) pairs.
+
+        With ``scope`` (the module directory being checked), a statement whose module is
+        strictly inside the directory's package gives nothing: whatever it names is inside."""
         if ref.level:
             if here is None:
                 return []
@@ -442,11 +542,11 @@ class _RepoChecker:
             base = ".".join(base_parts + ([ref.module] if ref.module else []))
         else:
             base = ref.module
-        if not base:
+        if not base or (scope is not None and base.startswith(scope[0] + ".")):
             return []
         out = []
         if not ref.names:
-            file = self._module_file(sha, base)
+            file = self._module_file(sha, base, scope)
             if file is not None:
                 out.append((base, file))
             return out
@@ -454,12 +554,12 @@ class _RepoChecker:
         base_looked = False
         for name in ref.names:
             if name != "*":
-                file = self._module_file(sha, f"{base}.{name}")
+                file = self._module_file(sha, f"{base}.{name}", scope)
                 if file is not None:
                     out.append((f"{base}.{name}", file))
                     continue
             if not base_looked:
-                base_file = self._module_file(sha, base)
+                base_file = self._module_file(sha, base, scope)
                 base_looked = True
                 if base_file is not None:
                     out.append((base, base_file))

@@ -165,6 +165,21 @@ class GitRepo:
                 return None
             return str(obj.id) if obj.type == pygit2.GIT_OBJECT_TREE else None
 
+    def names(self, sha: str, directory: str) -> Optional[List[str]]:
+        """The names of the files and directories directly in ``directory`` at commit
+        ``sha`` (not recursive), or None when it is not a directory there."""
+        with self._lock:
+            tree = self._commit_tree(sha)
+            if directory not in ("", "."):
+                try:
+                    tree = tree[directory]
+                except KeyError:
+                    return None
+                if tree.type != pygit2.GIT_OBJECT_TREE:
+                    return None
+                tree = self._repo[tree.id]
+            return [item.name for item in tree]
+
     def entry(self, sha: str, path: str) -> Optional[Entry]:
         """The blob entry at ``path`` in commit ``sha`` (None if absent or a directory)."""
         with self._lock:
@@ -223,6 +238,19 @@ class GitRepo:
                 self._blobs[oid] = data
                 self._blob_bytes += len(data)
         return data
+
+    def blob_size(self, oid: str) -> Optional[int]:
+        """The size in bytes of blob ``oid`` from its object header (the content is not
+        inflated), or None when there is no such blob."""
+        data = self._blobs.get(oid)
+        if data is not None:
+            return len(data)
+        with self._lock:
+            try:
+                kind, size = self._repo.odb.read_header(pygit2.Oid(hex=oid))
+            except (KeyError, ValueError, pygit2.GitError):
+                return None
+        return size if kind == pygit2.GIT_OBJECT_BLOB else None
 
     def read(self, sha: str, path: str) -> Optional[bytes]:
         """The bytes of file ``path`` at commit ``sha``, or None when there is none."""

@@ -10,6 +10,7 @@ warning.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import types
 import warnings
@@ -25,7 +26,7 @@ from zgit.errors import (
 )
 from zgit.home import module_home
 from zgit.layout import ModuleLocation, candidates
-from zgit.loader import checkout, importer, memory, tracebacks
+from zgit.loader import checkout, importer, memory, tracebacks, working
 from zgit.repository import Repository, RepoLike
 from zgit.source import Source
 
@@ -144,7 +145,12 @@ def _load_git(source: Source, repository: Repository, config: Config, strategy: 
             importer.register(importer.PinnedTree(git, location.module_dir, location.package, sha))
         importer.import_parents(location.package, repository.root / source_root if source_root else repository.root)
         if strategy == "checkout":
-            with checkout.checked_out(
+            # A load nested in another checkout's import writes nothing (the outer one owns
+            # the disk), so its directory's working names are the disk's as usual.
+            nested = getattr(checkout._active, "depth", 0)
+            with contextlib.nullcontext() if nested else working.served_from_head(
+                git, location.module_dir, location.package, sha
+            ), checkout.checked_out(
                 git, location.module_dir, sha, timeout=config.lock_timeout, fsync=config.fsync
             ):
                 module = memory.import_pinned(name)
@@ -187,10 +193,27 @@ def recover(repo: RepoLike = None) -> List[str]:
 
 
 def forget_loaded() -> None:
-    """Forget every loaded pin (benchmarks and tests): the next load imports afresh."""
+    """Forget every loaded pin (benchmarks, tests, long-running processes): the next load
+    imports afresh and gives new objects.
+
+    Releases what zgit holds: the pinned modules in ``sys.modules``, the ``name@<sha>``
+    attributes the import system set on their real parent packages, the registered trees
+    (with their builtins and package views), and the ``linecache`` entries of the pinned
+    files.  Objects the caller still references (instances, classes) stay alive, with the
+    modules they need.
+    """
     _loaded.clear()
     for name in [n for n in sys.modules if "@" in n]:
-        del sys.modules[name]
+        module = sys.modules.pop(name, None)
+        parent_name, _, child = name.rpartition(".")
+        parent = sys.modules.get(parent_name) if parent_name and "@" not in parent_name else None
+        # importlib binds a submodule on its parent: ``a.b@<sha>`` is attribute
+        # ``b@<sha>`` of the real package ``a``, which outlives every pin.
+        if parent is not None and module is not None and parent.__dict__.get(child) is module:
+            try:
+                delattr(parent, child)
+            except AttributeError:
+                pass
     # The trees too: the same commit (same sha) may next come from another clone, and the
     # repository these were read from may be gone.
     importer.forget_trees()

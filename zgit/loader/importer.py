@@ -10,10 +10,11 @@ A module directory ``a/b`` at commit ``<sha>`` becomes the package ``a.b@<sha>``
 - pickle records the pinned name, and :class:`PinnedFinder` brings it back in another
   process of the same repository.
 
-Code is compiled from the blobs at the pin and never cached as bytecode, so stale
-``__pycache__`` files cannot be run.  ``__file__`` is a virtual path
-``<root>/<module dir>@<sha>/<file>``: it says repository, path and pin, and exists on no
-disk; :mod:`linecache` is fed the pinned lines so tracebacks and :mod:`inspect` show them.
+Code is compiled from the blobs at the pin, never from ``__pycache__``, so stale bytecode
+cannot be run; compiled code is cached by blob id (:mod:`zgit.loader.bytecode`).
+``__file__`` is a virtual path ``<root>/<module dir>@<sha>/<file>``: it says repository,
+path and pin, and exists on no disk; :mod:`linecache` is fed the pinned lines so
+tracebacks and :mod:`inspect` show them.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from typing import Any, Dict, Iterator, Optional, Tuple
 from zgit.errors import SourceNotFoundError, ZgitError
 from zgit.gitrepo import Entry, GitRepo
 from zgit.layout import split_pinned_name
+from zgit.loader import bytecode, working
 
 _LFS_POINTER_PREFIX = b"version https://git-lfs.github.com/spec/"
 
@@ -247,12 +249,18 @@ def tree_for(package: str, sha: str) -> Optional[PinnedTree]:
 
 
 def forget_trees() -> None:
-    """Forget every registered tree (see :func:`zgit.loader.forget_loaded`)."""
+    """Forget every registered tree (see :func:`zgit.loader.forget_loaded`), the
+    ``linecache`` entries of their files and the path finders of their directories."""
     with _trees_lock:
+        roots = tuple(tree.virtual_root + "/" for tree in _trees.values())
         _trees.clear()
     for path, finder in list(sys.path_importer_cache.items()):
-        if isinstance(finder, PinnedPathEntryFinder):
+        virtual = bool(roots) and isinstance(path, str) and path.startswith(roots)
+        if virtual or isinstance(finder, PinnedPathEntryFinder):
             sys.path_importer_cache.pop(path, None)
+    if roots:
+        for filename in [f for f in list(linecache.cache) if f.startswith(roots)]:
+            linecache.cache.pop(filename, None)
 
 
 def _discover_tree(package: str, sha: str) -> PinnedTree:
@@ -285,7 +293,9 @@ class PinnedFinder(importlib.abc.MetaPathFinder):
     @classmethod
     def find_spec(cls, fullname: str, path: Any = None, target: Any = None):
         if "@" not in fullname:
-            return None
+            # While a checkout has a pin on disk, that module directory's working names
+            # are served from HEAD (zgit.loader.working); otherwise one tuple test.
+            return working.find_spec(fullname) if working._served else None
         parts = split_pinned_name(fullname)
         if parts is None:
             return None
@@ -375,8 +385,20 @@ class PinnedLoader(importlib.abc.InspectLoader):
     def get_code(self, fullname: str) -> types.CodeType:
         if self._namespace:
             return compile("", self.path, "exec", dont_inherit=True)
+        # Compiled code is cached by blob id (never by path or mtime, so it cannot be
+        # stale); co_filename is always this pin's virtual path.
+        entry = self.tree.entries.get(self.repo_path)
+        git = self.tree.git
+        cache = bytecode.cache_for(git.git_dir) if entry is not None and not entry.is_gitlink else None
+        if cache is not None:
+            code = cache.get(entry.oid, git.blob_size)  # type: ignore[union-attr]
+            if code is not None:
+                return bytecode.with_filename(code, self.path)
         data = self.tree.read(self.repo_path)
-        return compile(data, self.path, "exec", dont_inherit=True)
+        code = compile(data, self.path, "exec", dont_inherit=True)
+        if cache is not None:
+            cache.put(entry.oid, len(data), code)  # type: ignore[union-attr]
+        return code
 
     def get_data(self, path: str) -> bytes:
         repo_path = self.tree.repo_path(path)
