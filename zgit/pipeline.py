@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import inspect
 import re
 import reprlib
 from dataclasses import dataclass, field
@@ -19,9 +21,13 @@ _KNOWN_KEYS = ("version", "name", "steps")
 class BaseStep:
     """Base class of every step.
 
-    Steps take keyword arguments only; the arguments given at construction are recorded
-    in ``.args`` (whatever the subclass's ``__init__`` does with them), so that a stored
-    pipeline rebuilds the same step with ``cls(**args)``.
+    Steps take keyword arguments only.  ``.args`` records the arguments bound to the
+    constructor *with its defaults* (whatever the subclass's ``__init__`` does with them),
+    so that the YAML and run records show every hyperparameter, and a stored pipeline
+    rebuilds the same step with ``cls(**args)``.  Only parameters the constructor accepts
+    by name are recorded (those of ``**kwargs`` as given); a default that is not plain
+    data (``None``, bool, number, string, or lists and string-keyed mappings of them) is
+    left out, so the stored form stays loadable.
     """
 
     args: Dict[str, Any]
@@ -33,7 +39,7 @@ class BaseStep:
                 f"in the pipeline YAML (got {len(positional)} positional)"
             )
         self = super().__new__(cls)
-        self.args = dict(kwargs)
+        self.args = _bound_args(cls, kwargs)
         return self
 
     def __init__(self, **kwargs: Any) -> None:
@@ -46,6 +52,64 @@ class BaseStep:
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.args.items())
         return f"{type(self).__name__}({args})"
+
+
+_defaults_cache: Dict[Any, Optional[Dict[str, Any]]] = {}
+
+
+def _constructor_defaults(cls: type) -> Optional[Dict[str, Any]]:
+    """The plain-data defaults of ``cls.__init__``'s named parameters (None: no signature)."""
+    init = cls.__init__
+    try:
+        return _defaults_cache[init]
+    except (KeyError, TypeError):
+        pass
+    try:
+        signature = inspect.signature(init)
+    except (TypeError, ValueError):
+        found: Optional[Dict[str, Any]] = None
+    else:
+        found = {}
+        for parameter in list(signature.parameters.values())[1:]:  # skip self
+            if parameter.kind not in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY):
+                continue
+            if parameter.default is not parameter.empty and _is_plain(parameter.default):
+                found[parameter.name] = parameter.default
+    try:
+        _defaults_cache[init] = found
+    except TypeError:  # an unhashable __init__ (a callable object): not cached
+        pass
+    return found
+
+
+def _bound_args(cls: type, given: Dict[str, Any]) -> Dict[str, Any]:
+    # Defaults first, in the constructor's order, then what was given: cls(**args) of
+    # the result is the same call as cls(**given).  Defaults are copied, so a step that
+    # mutates its own list default does not change the record of another.
+    defaults = _constructor_defaults(cls)
+    if not defaults:
+        return dict(given)
+    args = {name: copy.deepcopy(value) for name, value in defaults.items() if name not in given}
+    merged = {}
+    for name in defaults:
+        merged[name] = given[name] if name in given else args[name]
+    for name, value in given.items():
+        if name not in merged:
+            merged[name] = value
+    return merged
+
+
+def _is_plain(value: Any, depth: int = 0) -> bool:
+    """Whether ``value`` is data the YAML stores and reads back as itself."""
+    if value is None or type(value) in (bool, int, float, str):
+        return True
+    if depth > 20:
+        return False
+    if type(value) is list:
+        return all(_is_plain(v, depth + 1) for v in value)
+    if type(value) is dict:
+        return all(isinstance(k, str) and _is_plain(v, depth + 1) for k, v in value.items())
+    return False
 
 
 def slugify(name: str) -> str:
