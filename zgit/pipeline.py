@@ -202,16 +202,22 @@ class PipelineConfig:
 class Pipeline:
     """An ordered set of named steps that can be saved as YAML and built back by name."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, enable_cache: bool = True) -> None:
         if not isinstance(name, str) or not name.strip():
             raise ConfigError("a pipeline needs a non-empty name")
         slugify(name)
         self.name = name
+        self.enable_cache = bool(enable_cache)
         self.steps: Dict[str, BaseStep] = {}
+        self.step_cache: Dict[str, Optional[bool]] = {}
         self.extra: Dict[str, Any] = {}
 
-    def add_step(self, name: str, step: BaseStep) -> None:
-        """Add ``step`` under ``name``; names are unique within a pipeline."""
+    def add_step(self, name: str, step: BaseStep, enable_cache: Optional[bool] = None) -> None:
+        """Add ``step`` under ``name``; names are unique within a pipeline.
+
+        ``enable_cache``: False for a step whose output depends on more than its code,
+        args and input (it reads files, a database, the clock); None follows the pipeline.
+        """
         if not isinstance(name, str) or not name:
             raise ValueError("a step name must be a non-empty string")
         if name in self.steps:
@@ -219,6 +225,7 @@ class Pipeline:
         if not hasattr(step, "args"):
             raise TypeError(f"step {name!r} must be a zgit BaseStep instance, not {type(step).__name__}")
         self.steps[name] = step
+        self.step_cache[name] = None if enable_cache is None else bool(enable_cache)
 
     def to_config(self, repo: Any = None) -> Dict[str, Any]:
         """The YAML-ready mapping of this pipeline, resolving every step's source."""
@@ -230,16 +237,17 @@ class Pipeline:
         ]
         return PipelineConfig(self.name, steps, dict(self.extra)).to_data()
 
-    def save(self, repo: Any = None) -> Path:
+    def save(self, repo: Any = None, *, config: "Optional[PipelineConfig]" = None) -> Path:
         """Write ``pipelines/<slug>.yaml`` and return its absolute path.
 
         A file at that path that belongs to another pipeline (or cannot be read) is
-        never overwritten: :class:`ConfigError` says so.
+        never overwritten: :class:`ConfigError` says so.  ``config``: the already
+        resolved form (``run`` resolves once for saving and running).
         """
         from zgit.repository import Repository
 
         repository = Repository.coerce(repo)
-        data = self.to_config(repository)
+        data = config.to_data() if config is not None else self.to_config(repository)
         path = repository.pipelines_dir / f"{slugify(self.name)}.yaml"
         if path.exists():
             try:
@@ -257,19 +265,42 @@ class Pipeline:
         yamlio.write_atomic(path, yamlio.dumps(data))
         return path.resolve()
 
-    def run(self, data: Any = None, *, repo: Any = None, save: bool = True) -> Dict[str, Any]:
-        """Resolve and save the pipeline, then run its steps in order in this process.
+    def run(self, data: Any = None, *, repo: Any = None, save: bool = True,
+            enable_cache: Optional[bool] = None, engine: Any = None,
+            strategy: Optional[str] = None) -> Dict[str, Any]:
+        """Resolve (and save) the pipeline, then execute every step from its pinned source.
 
-        Each step's ``run`` gets the previous step's output (``data`` for the first);
-        returns every step's output by step name.
+        A step pinned to a commit executes as the pinned class, loaded under its pinned
+        name, so every object it returns (and every pickle of it) names the pin; a step
+        that cannot be pinned executes as the working class, with a warning that its
+        outputs are not reproducible.  Each step's ``run`` gets the previous step's
+        output (``data`` for the first); returns every step's output by step name.
         """
+        from zgit.repository import Repository
+
+        repository = Repository.coerce(repo)
+        config = PipelineConfig.from_data(self.to_config(repository), f"pipeline {self.name!r}")
         if save:
-            self.save(repo)
-        outputs: Dict[str, Any] = {}
-        for name, step in self.steps.items():
-            data = step.run(data)
-            outputs[name] = data
-        return outputs
+            self.save(repository, config=config)
+        from zgit.runs.runner import run_config
+
+        return run_config(
+            config, data, repo=repository, enable_cache=self._cache_switches(enable_cache),
+            engine=engine, strategy=strategy,
+        ).outputs
+
+    def _cache_switches(self, enable_cache: Optional[bool]) -> Dict[str, bool]:
+        """Per step: whether the cache may be used (run switch > step switch > pipeline)."""
+        out = {}
+        for name in self.steps:
+            step = self.step_cache.get(name)
+            if enable_cache is not None:
+                out[name] = bool(enable_cache)
+            elif step is not None:
+                out[name] = step
+            else:
+                out[name] = self.enable_cache
+        return out
 
     def __repr__(self) -> str:
         return f"Pipeline({self.name!r}, steps={list(self.steps)})"
