@@ -211,6 +211,8 @@ class Pipeline:
         self.steps: Dict[str, BaseStep] = {}
         self.step_cache: Dict[str, Optional[bool]] = {}
         self.extra: Dict[str, Any] = {}
+        # The repository a stored pipeline was built from: its pins are run from there.
+        self.repo: Any = None
 
     def add_step(self, name: str, step: BaseStep, enable_cache: Optional[bool] = None) -> None:
         """Add ``step`` under ``name``; names are unique within a pipeline.
@@ -278,7 +280,7 @@ class Pipeline:
         """
         from zgit.repository import Repository
 
-        repository = Repository.coerce(repo)
+        repository = Repository.coerce(repo if repo is not None else self.repo)
         config = PipelineConfig.from_data(self.to_config(repository), f"pipeline {self.name!r}")
         if save:
             self.save(repository, config=config)

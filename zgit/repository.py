@@ -151,6 +151,7 @@ class Repository:
         config = self.get_pipeline_config(name)
         pipeline = Pipeline(config.name)
         pipeline.extra = dict(config.extra)
+        pipeline.repo = self
         for step in config.steps:
             cls = load_source(step.source, repo=self, strategy=strategy)
             try:
