@@ -381,6 +381,23 @@ class _RepoChecker:
         )]
 
     def _outside_imports(self, sha: str, module_dir: str) -> List[Finding]:
+        outside = self.outside_files(sha, module_dir)
+        findings = []
+        for target in sorted(outside):
+            file, importers = outside[target]
+            shown = ", ".join(importers[:3]) + (f" and {len(importers) - 3} more" if len(importers) > 3 else "")
+            findings.append(Finding(
+                "outside-import",
+                f"{shown} imports {target} ({file}), which is outside the module directory "
+                f"{module_dir}/: the pin covers only that directory, so this code is whatever "
+                "is in the working tree when it runs. Move it into the module directory",
+            ))
+        return findings
+
+    def outside_files(self, sha: str, module_dir: str) -> Dict[str, Tuple[str, List[str]]]:
+        """Repository modules that the module directory's files import from outside it, at
+        ``sha``: module name -> (its file, the importing ``file:line`` places).  Also the
+        runs' code identity (:mod:`zgit.runs.keys`) covers these files."""
         entries = self.git.entries(sha, module_dir) or {}
         inside = module_dir + "/"
         outside: Dict[str, Tuple[str, List[str]]] = {}
@@ -402,17 +419,7 @@ class _RepoChecker:
                         where = f"{path}:{ref.lineno}"
                         if where not in importers:
                             importers.append(where)
-        findings = []
-        for target in sorted(outside):
-            file, importers = outside[target]
-            shown = ", ".join(importers[:3]) + (f" and {len(importers) - 3} more" if len(importers) > 3 else "")
-            findings.append(Finding(
-                "outside-import",
-                f"{shown} imports {target} ({file}), which is outside the module directory "
-                f"{module_dir}/: the pin covers only that directory, so this code is whatever "
-                "is in the working tree when it runs. Move it into the module directory",
-            ))
-        return findings
+        return outside
 
     def _resolve_import(self, sha: str, here: Optional[ModuleLocation], ref: ImportRef) -> List[Tuple[str, str]]:
         """The repository modules an import statement names, as (module, file) pairs."""

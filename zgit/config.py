@@ -16,6 +16,7 @@ CONFIG_DIR = ".zgit"
 CONFIG_FILE = "config.yaml"
 STRATEGIES = ("checkout", "memory")
 MISMATCH_POLICIES = ("error", "warn")
+DEFAULT_STORE_PATH = ".zgit/store"
 
 DEFAULT_CONFIG_TEXT = """\
 # zgit configuration; every key is optional and environment variables win.
@@ -25,6 +26,8 @@ loader:
   lock_timeout: 60           # seconds to wait for another process's checkout (env ZGIT_LOCK_TIMEOUT)
   on_version_mismatch: error # or warn                (env ZGIT_ON_VERSION_MISMATCH)
   fsync: false               # fsync the checkout journal, for power loss (env ZGIT_FSYNC)
+store:
+  path: .zgit/store          # the run store: records and artifacts (env ZGIT_STORE)
 """
 
 
@@ -37,6 +40,7 @@ class Config:
     lock_timeout: float = 60.0
     on_version_mismatch: str = "error"
     fsync: bool = False
+    store_path: str = DEFAULT_STORE_PATH
 
     @classmethod
     def load_defaults(cls) -> "Config":
@@ -61,6 +65,12 @@ class Config:
         strategy = env.get("ZGIT_LOADER_STRATEGY") or loader.get("strategy", "checkout")
         timeout = env.get("ZGIT_LOCK_TIMEOUT") or loader.get("lock_timeout", 60)
         mismatch = env.get("ZGIT_ON_VERSION_MISMATCH") or loader.get("on_version_mismatch", "error")
+        store = data.get("store", {}) or {}
+        if not isinstance(store, dict):
+            raise ConfigError(f"{path}: key 'store' must be a mapping (e.g. store: {{path: .zgit/store}})")
+        store_path = env.get("ZGIT_STORE") or store.get("path", DEFAULT_STORE_PATH)
+        if not isinstance(store_path, str) or not store_path.strip():
+            raise ConfigError(f"{path}: key 'store.path' (or ZGIT_STORE) must be a directory path")
         return cls(
             source_root=_check_source_root(path, source_root),
             strategy=check_strategy(strategy, f"{path}: key 'loader.strategy'"),
@@ -69,6 +79,7 @@ class Config:
                 path, "loader.on_version_mismatch", mismatch, MISMATCH_POLICIES
             ),
             fsync=_check_bool(path, "loader.fsync", env.get("ZGIT_FSYNC") or loader.get("fsync", False)),
+            store_path=store_path,
         )
 
 
