@@ -42,6 +42,10 @@ CODES: Dict[str, str] = {
     "dist-version-mismatch": ERROR,
     "drift": INFO,
     "outside-import": WARNING,
+    # recorded runs that cannot be re-run (reported beside the files; see audit_runs)
+    "run-unpinned": WARNING,
+    "run-missing-commit": WARNING,
+    "run-missing-input": WARNING,
 }
 
 YAML_SUFFIXES = (".yaml", ".yml")
@@ -123,6 +127,9 @@ class AuditReport:
     """Everything the audit found, file by file."""
 
     files: List[FileReport] = field(default_factory=list)
+    # recorded runs that cannot be re-run: {"run", "pipeline", "findings"}; kept apart
+    # from the files' findings, so they change neither the summary nor the exit status
+    runs: List[Dict[str, Any]] = field(default_factory=list)
 
     def findings(self) -> Iterable[Finding]:
         for report in self.files:
@@ -145,7 +152,10 @@ class AuditReport:
         }
 
     def to_dict(self) -> Dict[str, Any]:
-        return {"files": [f.to_dict() for f in self.files], "summary": self.summary()}
+        data: Dict[str, Any] = {"files": [f.to_dict() for f in self.files], "summary": self.summary()}
+        if self.runs:
+            data["runs"] = [dict(r, findings=[f.to_dict() for f in r["findings"]]) for r in self.runs]
+        return data
 
     def to_json(self, indent: Optional[int] = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False)
@@ -770,3 +780,28 @@ def audit_paths(paths: Optional[Sequence[Union[str, "os.PathLike[str]"]]] = None
         if gc_was_enabled:
             gc.enable()
     return report
+
+
+def audit_runs(repository: Any) -> List[Dict[str, Any]]:
+    """Completed runs recorded in the repository's run store that cannot be re-run (an
+    unpinned step, a missing commit, a missing input artifact), each as ``{"run",
+    "pipeline", "findings"}``.  Reads the store only if it exists; imports nothing."""
+    from pathlib import Path as _Path
+
+    path = _Path(repository.config.store_path)
+    path = path if path.is_absolute() else repository.root / path
+    if not (path / "runs.sqlite").is_file():
+        return []
+    from zgit.runs.rerun import rerun_problems
+
+    store = repository.run_store
+    out = []
+    for summary in store.list_runs():
+        if summary.status != "completed":
+            continue
+        run = store.get_run(summary.id)
+        problems = rerun_problems(run, repository, store)
+        if problems:
+            findings = [Finding(code, (f"step {step}: " if step else "") + why) for code, step, why in problems]
+            out.append({"run": run.id, "pipeline": run.pipeline, "findings": findings})
+    return out

@@ -64,23 +64,29 @@ class RerunReport:
                 "summary": self.summary, "steps": [s.to_dict() for s in self.steps]}
 
 
-def rerun_problems(run: RunRecord, repository: Any, store: RunStore) -> List[Tuple[Optional[str], str]]:
-    """Why ``run`` cannot be re-run: (step or None, reason) pairs; empty when it can."""
-    problems: List[Tuple[Optional[str], str]] = []
+def rerun_problems(run: RunRecord, repository: Any, store: RunStore) -> List[Tuple[str, Optional[str], str]]:
+    """Why ``run`` cannot be re-run: (code, step or None, reason) triples; empty when it can.
+
+    Codes: ``run-not-completed``, ``run-missing-input``, ``run-unpinned``,
+    ``run-missing-commit`` (the audit reports the last three)."""
+    problems: List[Tuple[str, Optional[str], str]] = []
     if run.status != "completed":
-        problems.append((None, f"the run is {run.status}; only completed runs are re-run"))
+        problems.append(("run-not-completed", None, f"the run is {run.status}; only completed runs are re-run"))
     if run.input_digest is None or not store.has(run.input_digest):
-        problems.append((None, "its first input is not in the run store (removed by zgit gc?)"))
+        problems.append(("run-missing-input", None,
+                         "its first input is not in the run store (removed by zgit gc, or never written)"))
     for step in run.steps:
         try:
             source = Source.parse(step.source)
         except Exception as exc:  # a hand-edited store
-            problems.append((step.name, f"bad source {step.source!r}: {exc}"))
+            problems.append(("run-unpinned", step.name, f"bad source {step.source!r}: {exc}"))
             continue
         if source.kind == "unpinned":
-            problems.append((step.name, f"{step.source} was not pinned: the code that ran is unknown"))
+            problems.append(("run-unpinned", step.name,
+                             f"{step.source} was not pinned, so the code that ran is unknown"))
         elif source.kind == "git" and not repository.git.has_commit(source.sha):
-            problems.append((step.name, f"commit {source.sha} of {step.source} is not in the repository"))
+            problems.append(("run-missing-commit", step.name,
+                             f"commit {source.sha} of {step.source} is not in the repository; fetch it"))
     return problems
 
 
@@ -94,7 +100,7 @@ def rerun(repository: Any, run_id: str, *, strategy: Optional[str] = None, engin
     run = store.get_run(run_id)
     problems = rerun_problems(run, repository, store)
     if problems:
-        listed = "; ".join(f"step {s}: {why}" if s else why for s, why in problems)
+        listed = "; ".join(f"step {s}: {why}" if s else why for _, s, why in problems)
         raise RerunError(f"run {run.id} ({run.pipeline}) cannot be re-run: {listed}")
     try:
         data = store.get(run.input_digest)  # type: ignore[arg-type]
