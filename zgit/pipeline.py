@@ -282,13 +282,12 @@ class Pipeline:
 
         repository = Repository.coerce(repo if repo is not None else self.repo)
         config = PipelineConfig.from_data(self.to_config(repository), f"pipeline {self.name!r}")
-        if save:
-            self.save(repository, config=config)
+        saved = self.save(repository, config=config) if save else None
         from zgit.runs.runner import run_config
 
         return run_config(
             config, data, repo=repository, enable_cache=self._cache_switches(enable_cache),
-            engine=engine, strategy=strategy,
+            engine=engine, strategy=strategy, saved=saved,
         ).outputs
 
     def _cache_switches(self, enable_cache: Optional[bool]) -> Dict[str, bool]:

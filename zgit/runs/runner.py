@@ -64,13 +64,14 @@ class RunResult:
 def run_config(config: PipelineConfig, data: Any = None, *, repo: Any,
                enable_cache: Optional[Dict[str, bool]] = None, engine: Any = None,
                strategy: Optional[str] = None, progress: Optional[Progress] = None,
-               store: Optional[RunStore] = None) -> RunResult:
+               store: Optional[RunStore] = None, saved: Optional[Path] = None) -> RunResult:
     """Execute the steps of ``config`` in order, each from its recorded source, through
     ``engine`` (a name or an :class:`Engine`; default ``local``), and record the run.
 
     ``enable_cache`` maps step names to whether the cache may serve them (default: all
-    may); ``ZGIT_DISABLE_CACHE=1`` overrides it.  A step's exception is recorded (the run
-    is ``failed``) and propagates as itself.
+    may); ``ZGIT_DISABLE_CACHE=1`` overrides it.  ``saved``: the pipeline file this run
+    just wrote (it does not make the work tree unclean: the record holds its text).  A
+    step's exception is recorded (the run is ``failed``) and propagates as itself.
     """
     repository = repo
     store = store if store is not None else store_for(repository)
@@ -86,7 +87,8 @@ def run_config(config: PipelineConfig, data: Any = None, *, repo: Any,
     switches = enable_cache or {}
     git = repository.git
     head = git.head_sha()
-    clean = head is not None and not any(not is_bytecode_cache(p) for p in git.status())
+    own = Path(os.path.relpath(saved, repository.root)).as_posix() if saved is not None else None
+    clean = head is not None and not any(not is_bytecode_cache(p) and p != own for p in git.status())
     input_digest = store.put(data)
     run = store.begin_run(
         pipeline=config.name, yaml=yamlio.dumps(config.to_data()), head=head, clean=clean,

@@ -510,7 +510,8 @@ class RunStore:
 
     def gc(self, keep_last: int) -> Tuple[List[str], int]:
         """Delete all but the ``keep_last`` newest runs of each pipeline (never a running
-        one), their cache entries, and every artifact no kept run refers to.
+        one), the cache entries whose output no kept run holds, and every artifact no
+        kept run refers to.
 
         Returns (deleted run ids, number of artifact files removed)."""
         if keep_last < 0:
@@ -528,12 +529,13 @@ class RunStore:
                 chunk = doomed[start:start + 500]
                 marks = ", ".join("?" * len(chunk))
                 db.execute(f"DELETE FROM steps WHERE run_id IN ({marks})", chunk)
-                db.execute(f"DELETE FROM cache WHERE run_id IN ({marks})", chunk)
                 db.execute(f"DELETE FROM runs WHERE id IN ({marks})", chunk)
+            # A cache entry lives as long as a kept run holds its output.
+            db.execute("DELETE FROM cache WHERE digest NOT IN "
+                       "(SELECT output_digest FROM steps WHERE output_digest IS NOT NULL)")
             kept = {d for (d,) in db.execute("SELECT output_digest FROM steps WHERE output_digest IS NOT NULL")}
             kept |= {d for (d,) in db.execute("SELECT input_digest FROM steps WHERE input_digest IS NOT NULL")}
             kept |= {d for (d,) in db.execute("SELECT input_digest FROM runs WHERE input_digest IS NOT NULL")}
-            kept |= {d for (d,) in db.execute("SELECT digest FROM cache")}
             # A running run may have written an artifact whose row is not written yet:
             # files newer than the oldest running run's start are left alone.
             running = [started for (started,) in db.execute("SELECT started FROM runs WHERE status = 'running'")]
