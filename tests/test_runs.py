@@ -354,5 +354,8 @@ def test_code_identity_kinds(project):
     assert cache_key(dist, None, {}, "d") is None
     assert cache_key(dist, "x", {"a": 1}, "d") != cache_key(dist, "x", {"a": 1.0}, "d")
     assert cache_key(dist, "x", {"a": 1}, "d") != cache_key(dist, "x", {"a": True}, "d")
+    assert cache_key(dist, "x", {"a": 1, "b": 2}, "d") == cache_key(dist, "x", {"b": 2, "a": 1}, "d")
+    # order inside a value can matter to the step (RandomSplit's split): it is kept
+    assert cache_key(dist, "x", {"s": {"t": 1, "e": 2}}, "d") != cache_key(dist, "x", {"s": {"e": 2, "t": 1}}, "d")
     missing = zgit.Source("steps.fit.step", "Fit", "0" * 40)
     assert code_identity(missing, repository) is None

@@ -119,10 +119,13 @@ def _working_identity(source: Source, repository: Any) -> Optional[str]:
 
 
 def canonical_args(args: Dict[str, Any]) -> Optional[str]:
-    """The arguments as canonical JSON (sorted keys; ``1``, ``1.0`` and ``true`` stay
-    distinct), or None when they are not plain data (then the step is not cached)."""
+    """The arguments as canonical JSON, or None when they are not plain data (then the
+    step is not cached).  The argument names are sorted (keyword order means nothing), but
+    the order inside a value is kept: a step may depend on it (``RandomSplit``'s
+    ``split`` mapping); ``1``, ``1.0`` and ``true`` stay distinct."""
     try:
-        return json.dumps(args, sort_keys=True, separators=(",", ":"), allow_nan=True)
+        ordered = {name: args[name] for name in sorted(args)}
+        return json.dumps(ordered, separators=(",", ":"), allow_nan=True)
     except (TypeError, ValueError):
         return None
 

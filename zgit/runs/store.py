@@ -354,7 +354,9 @@ class RunStore:
     def add_step(self, run_id: str, step: StepRecord) -> None:
         """Record one finished (or failed) step; an executed step's output enters the cache."""
         values = [getattr(step, c) for c in _STEP_COLUMNS]
-        values[_STEP_COLUMNS.index("args")] = json.dumps(step.args, sort_keys=True, default=repr)
+        # Order kept: a mapping's order can be part of its meaning (a rerun builds the step
+        # from exactly these args).
+        values[_STEP_COLUMNS.index("args")] = json.dumps(step.args, default=repr)
         with self._write() as db:
             db.execute(f"INSERT INTO steps (run_id, {', '.join(_STEP_COLUMNS)}) VALUES "
                        f"(?, {', '.join('?' * len(_STEP_COLUMNS))})", [run_id] + values)
