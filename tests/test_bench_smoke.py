@@ -41,6 +41,10 @@ def test_bench_quick_writes_every_key(tmp_path):
     audit = figures["audit"]
     if audit != "not available":
         assert {"files", "steps", "seconds"} <= set(audit)
+    runs = figures["runs"]
+    if isinstance(runs, dict):
+        for key in ("step_overhead_ms", "cache_hit_ms", "artifact_read_ratio", "list_10k_ms"):
+            assert runs[key] > 0
     assert figures["targets"]
     for target in figures["targets"].values():
         assert target["met"] in (True, False, None)

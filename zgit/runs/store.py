@@ -390,10 +390,12 @@ class RunStore:
         return replace(run, steps=tuple(self._step(row) for row in steps))
 
     def list_runs(self, pipeline: Optional[str] = None, limit: Optional[int] = None) -> List[RunRecord]:
-        """Runs, newest first, without their steps; a ``running`` run whose process is gone
-        is marked ``died`` (here and in the store)."""
+        """Runs, newest first, without their steps and YAML (``yaml`` is ""; :meth:`get_run`
+        has both); a ``running`` run whose process is gone is marked ``died`` (here and in
+        the store)."""
         where, params = ("WHERE pipeline = ?", [pipeline]) if pipeline is not None else ("", [])
-        sql = f"SELECT {', '.join(_RUN_COLUMNS)} FROM runs {where} ORDER BY id DESC"
+        columns = ", ".join("'' AS yaml" if c == "yaml" else c for c in _RUN_COLUMNS)
+        sql = f"SELECT {columns} FROM runs {where} ORDER BY id DESC"
         if limit is not None:
             sql += " LIMIT ?"
             params.append(int(limit))
@@ -418,7 +420,13 @@ class RunStore:
         data = dict(zip(_RUN_COLUMNS, row))
         data["clean"] = bool(data["clean"])
         data["reproducible"] = bool(data["reproducible"]) if data["reproducible"] is not None else True
-        return RunRecord(**data)
+        data["steps"] = ()
+        # The frozen dataclass's __init__ sets each field through object.__setattr__: a
+        # listing of 10,000 runs spends most of its time there.  The values are the
+        # columns, already checked by the schema.
+        record = object.__new__(RunRecord)
+        record.__dict__.update(data)
+        return record
 
     @staticmethod
     def _step(row: Sequence[Any]) -> StepRecord:
