@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import mmap
 import os
 import pickle
 import secrets
@@ -477,8 +478,9 @@ class RunStore:
     def has(self, digest: str) -> bool:
         return self.artifact_path(digest).is_file()
 
-    def get_bytes(self, digest: str) -> bytearray:
-        """The bytes of artifact ``digest``, checked against it.
+    def get_bytes(self, digest: str) -> Any:
+        """The bytes of artifact ``digest`` (a writable buffer: arrays built on it are
+        writable), checked against it.
 
         :class:`ArtifactError` when absent; :class:`CorruptArtifactError` when the bytes do
         not match (the file is moved aside into ``corrupt/``, so the next write replaces it)."""
@@ -486,17 +488,15 @@ class RunStore:
         try:
             with open(path, "rb", buffering=0) as f:
                 size = os.fstat(f.fileno()).st_size
-                data = bytearray(size)
+                # A large artifact goes into anonymous memory, which the kernel hands out
+                # zeroed page by page as the read fills it: bytearray(size) would first
+                # write zeros over all of it, which costs more than the read itself.
+                data: Any = mmap.mmap(-1, size) if size >= _ANONYMOUS_MIN else bytearray(size)
                 view = memoryview(data)
-                got = 0
-                while got < size:
-                    n = f.readinto(view[got:])
-                    if not n:
-                        break
-                    got += n
+                got, actual = _read_and_digest(f, view, size)
         except FileNotFoundError:
             raise ArtifactError(f"artifact {digest} is not in the run store at {self.path}") from None
-        if got != size or digest_bytes(view) != digest:
+        if got != size or actual != digest:
             self._quarantine(path)
             raise CorruptArtifactError(
                 f"artifact {path} does not match its digest {digest} (corrupted on disk); it was "
@@ -567,6 +567,51 @@ class RunStore:
                         except OSError:
                             pass
         return doomed, removed
+
+
+_CHUNK = 8 << 20
+_ANONYMOUS_MIN = 1 << 20
+
+
+def _read_and_digest(f: Any, view: memoryview, size: int) -> Tuple[int, str]:
+    """Read the file into ``view`` and digest it: (bytes read, hex digest).
+
+    A large file is read in chunks while another thread digests the chunks already read
+    (both release the GIL), so the digest costs little more than the read."""
+    if size <= 2 * _CHUNK:
+        got = 0
+        while got < size:
+            n = f.readinto(view[got:])
+            if not n:
+                break
+            got += n
+        return got, digest_bytes(view[:got])
+    import queue
+
+    pending: "queue.SimpleQueue[Optional[memoryview]]" = queue.SimpleQueue()
+    hasher = hashlib.sha256()
+
+    def digest_chunks() -> None:
+        while True:
+            chunk = pending.get()
+            if chunk is None:
+                return
+            hasher.update(chunk)
+
+    worker = threading.Thread(target=digest_chunks, name="zgit-artifact-digest", daemon=True)
+    worker.start()
+    got = 0
+    try:
+        while got < size:
+            n = f.readinto(view[got:min(size, got + _CHUNK)])
+            if not n:
+                break
+            pending.put(view[got:got + n])
+            got += n
+    finally:
+        pending.put(None)
+        worker.join()
+    return got, hasher.hexdigest()
 
 
 def _write_atomic(path: Path, data: bytes, tmp_dir: Path, fsync: bool) -> None:
