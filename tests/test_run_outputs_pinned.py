@@ -58,6 +58,8 @@ def test_a_run_returns_instances_of_the_pinned_class(repo, strategy):
     pipeline.add_step("fit", Fit())
     model = pipeline.run(strategy=strategy)["fit"]
     assert type(model).__module__ == f"steps.model@{sha}.model"
+    cached = pipeline.run(strategy=strategy)["fit"]  # from the run store this time
+    assert type(cached) is type(model) and cached.factor == 2.0
     assert zgit.resolve_source(type(model)) == zgit.Source("steps.model.model", "Model", sha)
     raw = pickle.dumps(model)
     assert f"steps.model@{sha}.model".encode() in raw

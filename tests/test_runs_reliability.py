@@ -207,3 +207,20 @@ def test_artifacts_round_trip_large_buffers_without_a_copy(tmp_path):
     assert (back["a"] == array).all() and back["a"].dtype == array.dtype and list(back["small"]) == [0, 1, 2]
     assert store.put({"a": array, "small": np.arange(3)}) == digest  # content-addressed
     assert not np.shares_memory(back["a"], array)
+
+
+def test_a_large_artifact_is_read_whole_writable_and_checked(tmp_path):
+    np = pytest.importorskip("numpy")
+    store = RunStore(tmp_path / "store")
+    array = np.arange(3_000_000, dtype=np.float64)  # 24 MB: read in chunks, digested alongside
+    digest = store.put(array)
+    back = store.get(digest)
+    assert back.flags.writeable and (back == array).all()
+    back[0] = -1.0  # the caller's own copy
+    assert store.get(digest)[0] == 0.0
+    path = store.artifact_path(digest)
+    data = bytearray(path.read_bytes())
+    data[-5] ^= 0x10
+    path.write_bytes(bytes(data))
+    with pytest.raises(CorruptArtifactError):
+        store.get(digest)
