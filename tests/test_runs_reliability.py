@@ -91,14 +91,14 @@ def test_a_run_killed_mid_step_shows_died_and_the_next_run_works(project):
     try:
         deadline = time.monotonic() + 60
         while not marker.exists():
-            assert proc.poll() is None, proc.communicate()
+            assert proc.poll() is None, "the run ended before its step started"
             assert time.monotonic() < deadline, "the step never started"
             time.sleep(0.05)
         running = Repository(project.path).runs()
         assert [r.status for r in running] == ["running"] and running[0].pid == proc.pid
     finally:
         proc.send_signal(signal.SIGKILL)
-        proc.wait()
+        proc.communicate()
     run = Repository(project.path).runs()[0]
     assert run.status == "died" and run.pid == proc.pid
     assert [s.name for s in Repository(project.path).run(run.id).steps] == ["source"]
@@ -107,7 +107,8 @@ def test_a_run_killed_mid_step_shows_died_and_the_next_run_works(project):
     assert RunStore(Repository(project.path).run_store.path).get_run(run.id).status == "died"
     # the next run works, and reuses what the dead one finished
     out = _start(project, "killed", 0, 1)
-    assert out.wait(timeout=120) == 0, out.communicate()
+    _, stderr = out.communicate(timeout=120)
+    assert out.returncode == 0, stderr
     latest = Repository(project.path).runs()[0]
     assert latest.status == "completed"
     assert [s.cached for s in Repository(project.path).run(latest.id).steps] == [True, False]

@@ -42,7 +42,10 @@ CODES: Dict[str, str] = {
     "dist-version-mismatch": ERROR,
     "drift": INFO,
     "outside-import": WARNING,
-    # recorded runs that cannot be re-run (reported beside the files; see audit_runs)
+}
+#: Finding codes about recorded runs that cannot be re-run (reported beside the files,
+#: see audit_runs).
+RUN_CODES: Dict[str, str] = {
     "run-unpinned": WARNING,
     "run-missing-commit": WARNING,
     "run-missing-input": WARNING,
@@ -67,7 +70,7 @@ class Finding:
         if "\n" in self.message:  # one line, whatever the message came from
             object.__setattr__(self, "message", " ".join(self.message.split()))
         if not self.severity:
-            object.__setattr__(self, "severity", CODES[self.code])
+            object.__setattr__(self, "severity", CODES.get(self.code) or RUN_CODES[self.code])
 
     def to_dict(self) -> Dict[str, str]:
         return {"code": self.code, "severity": self.severity, "message": self.message}
