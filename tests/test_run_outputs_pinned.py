@@ -34,6 +34,7 @@ class Fit(BaseStep):
 
 
 def _project(repo, scale=1):
+    repo.write(".gitignore", "__pycache__/\n")
     repo.write("steps/__init__.py", "")
     repo.write("steps/model/__init__.py", "")
     repo.write("steps/model/model.py", MODEL.format(scale=scale))
