@@ -92,7 +92,7 @@ def build(repo, name="numbers", enable_cache=True, step_cache=None, **args):
 
 def last_run(repo):
     repository = Repository(repo.path)
-    return repository.run(repository.runs(limit=1)[0].id)
+    return repository.get_run(repository.runs(limit=1)[0].id)
 
 
 def executed(repo):
@@ -222,6 +222,10 @@ def test_an_unpinned_step_is_recorded_as_not_reproducible_and_cached_by_its_file
     assert executed(project) == ["scale"]
     with pytest.raises(RerunError, match="not pinned"):
         Repository(project.path).rerun(run.id)
+    from zgit.audit import audit_runs
+
+    found = {r["run"]: [f.code for f in r["findings"]] for r in audit_runs(Repository(project.path))}
+    assert found[run.id] == ["run-unpinned"]
 
 
 def test_a_failing_step_is_recorded_and_its_error_propagates(project):
@@ -296,9 +300,9 @@ def test_run_lookup_errors(project):
     build(project).run()
     repository = Repository(project.path)
     with pytest.raises(RunNotFoundError, match="zgit runs"):
-        repository.run("19990101")
+        repository.get_run("19990101")
     run_id = repository.runs()[0].id
-    assert repository.run(run_id[:16]).id == run_id
+    assert repository.get_run(run_id[:16]).id == run_id
 
 
 def test_store_path_from_config_and_environment(project, tmp_path, monkeypatch):
@@ -322,7 +326,7 @@ def test_gc_keeps_what_kept_runs_refer_to(project):
     store = repository.run_store
     deleted, removed = store.gc(keep_last=1)
     assert len(deleted) == 2 and removed > 0
-    kept = repository.run(repository.runs()[0].id)
+    kept = repository.get_run(repository.runs()[0].id)
     assert all(store.has(s.output_digest) for s in kept.steps) and store.has(kept.input_digest)
     assert repository.rerun(kept.id).reproduced
     build(project, factor=4).run()
@@ -337,13 +341,22 @@ def test_audit_reports_recorded_runs_that_cannot_be_rerun(project):
     build(project).run()
     repository = Repository(project.path)
     assert audit_runs(repository) == []
-    run = repository.run(repository.runs()[0].id)
+    run = repository.get_run(repository.runs()[0].id)
     repository.run_store.artifact_path(run.input_digest).unlink()
     found = audit_runs(repository)
     assert [r["run"] for r in found] == [run.id]
     assert [f.code for f in found[0]["findings"]] == ["run-missing-input"]
     with pytest.raises(RerunError, match="first input"):
         repository.rerun(run.id)
+    # a pinned commit that is gone (history rewritten, a shallow clone)
+    gone = run.steps[1].source.split("@")[0] + "@" + "0" * 40
+    db = sqlite3.connect(str(repository.run_store.path / "runs.sqlite"))
+    with db:
+        db.execute("UPDATE steps SET source = ? WHERE run_id = ? AND position = 1", (gone, run.id))
+    db.close()
+    [entry] = audit_runs(repository)
+    assert [f.code for f in entry["findings"]] == ["run-missing-input", "run-missing-commit"]
+    assert "step scale: commit 0000000000" in entry["findings"][1].message
 
 
 def test_code_identity_kinds(project):

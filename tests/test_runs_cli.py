@@ -98,7 +98,7 @@ def test_audit_lists_recorded_runs_that_cannot_be_rerun(repo):
     pipeline.add_step("source", fresh("source").Numbers())
     pipeline.run()
     repository = Repository(repo.path)
-    run = repository.run(repository.runs()[0].id)
+    run = repository.get_run(repository.runs()[0].id)
     clean = zgit("audit", cwd=repo.path)
     assert "cannot be re-run" not in clean.stdout
     repository.run_store.artifact_path(run.input_digest).unlink()

@@ -101,7 +101,7 @@ def test_a_run_killed_mid_step_shows_died_and_the_next_run_works(project):
         proc.communicate()
     run = Repository(project.path).runs()[0]
     assert run.status == "died" and run.pid == proc.pid
-    assert [s.name for s in Repository(project.path).run(run.id).steps] == ["source"]
+    assert [s.name for s in Repository(project.path).get_run(run.id).steps] == ["source"]
     _store_is_consistent(project)
     # the died status is stored, not only shown
     assert RunStore(Repository(project.path).run_store.path).get_run(run.id).status == "died"
@@ -111,7 +111,7 @@ def test_a_run_killed_mid_step_shows_died_and_the_next_run_works(project):
     assert out.returncode == 0, stderr
     latest = Repository(project.path).runs()[0]
     assert latest.status == "completed"
-    assert [s.cached for s in Repository(project.path).run(latest.id).steps] == [True, False]
+    assert [s.cached for s in Repository(project.path).get_run(latest.id).steps] == [True, False]
 
 
 def test_two_processes_running_pipelines_at_once_are_both_recorded(project):

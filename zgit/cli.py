@@ -635,7 +635,7 @@ def cmd_runs(args: argparse.Namespace, out: TextIO) -> int:
 def cmd_runs_show(args: argparse.Namespace, out: TextIO) -> int:
     import json
 
-    run = _repository().run(args.run_id)
+    run = _repository().get_run(args.run_id)
     if args.format == "json":
         out.write(json.dumps(run.to_dict(), indent=2) + "\n")
         return EXIT_OK

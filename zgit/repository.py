@@ -176,10 +176,10 @@ class Repository:
 
     def runs(self, pipeline: Optional[str] = None, limit: Optional[int] = None) -> List[Any]:
         """Recorded runs, newest first (optionally of one pipeline), without their steps;
-        :meth:`run` gives one with its steps."""
+        :meth:`get_run` gives one with its steps."""
         return self.run_store.list_runs(pipeline, limit)
 
-    def run(self, run_id: str) -> Any:
+    def get_run(self, run_id: str) -> Any:
         """The recorded run ``run_id`` (a unique prefix will do) with its steps;
         :class:`RunNotFoundError` when there is none."""
         return self.run_store.get_run(run_id)
