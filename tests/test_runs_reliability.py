@@ -114,6 +114,49 @@ def test_a_run_killed_mid_step_shows_died_and_the_next_run_works(project):
     assert [s.cached for s in Repository(project.path).get_run(latest.id).steps] == [True, False]
 
 
+BUSY_SCRIPT = '''\
+import sys
+sys.path.insert(0, ".")
+from zgit import Pipeline
+from steps.source.step import Numbers
+from steps.scale.step import Scale
+
+round_ = int(sys.argv[1])
+while True:
+    pipeline = Pipeline("busy", enable_cache=False)
+    pipeline.add_step("source", Numbers(n=40000 + round_))
+    for i in range(20):
+        pipeline.add_step(f"scale{i}", Scale(factor=i + 2))
+    pipeline.run(save=False)
+'''
+
+
+def test_kills_at_random_moments_never_leave_a_half_written_artifact(project):
+    import random
+
+    script = project.path.parent / "busy.py"
+    script.write_text(BUSY_SCRIPT)
+    rng = random.Random(12)
+    for round_ in range(6):
+        proc = subprocess.Popen([sys.executable, str(script), str(round_)], cwd=project.path,
+                                env=zgit_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            deadline = time.monotonic() + 60
+            while not Repository(project.path).runs(pipeline="busy"):  # recording has begun
+                assert proc.poll() is None, proc.stderr.read()
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
+            time.sleep(rng.uniform(0.0, 0.5))
+        finally:
+            proc.kill()
+            proc.communicate()
+        _store_is_consistent(project)
+        statuses = {r.status for r in Repository(project.path).runs(pipeline="busy")}
+        assert "running" not in statuses and "died" in statuses
+    result = build(project).run()
+    assert result["score"] == {"score": 200}
+
+
 def test_two_processes_running_pipelines_at_once_are_both_recorded(project):
     procs = [_start(project, name, 0.01, 6) for name in ("first", "second")]
     for proc in procs:
