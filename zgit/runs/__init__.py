@@ -5,3 +5,10 @@ content-addressed artifacts), :mod:`~zgit.runs.keys` (code identity and cache ke
 :mod:`~zgit.runs.runner` (executes a pipeline through an engine, recording and
 caching), :mod:`~zgit.runs.rerun` (re-executes a recorded run and compares).
 """
+
+from zgit.runs.rerun import RerunReport, StepVerdict
+from zgit.runs.runner import RunResult, run_config, store_for
+from zgit.runs.store import RunRecord, RunStore, StepRecord
+
+__all__ = ["RerunReport", "RunRecord", "RunResult", "RunStore", "StepRecord", "StepVerdict", "run_config",
+           "store_for"]
