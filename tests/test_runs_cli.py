@@ -122,3 +122,14 @@ def test_run_command_usage_errors(repo):
     assert zgit("gc", "--keep-last", "-1", cwd=repo.path).returncode == 2
     missing = zgit("run", "nope", cwd=repo.path)
     assert missing.returncode == 1 and "no pipeline named 'nope'" in missing.stderr
+
+
+def test_zgit_run_of_a_failing_step_exits_1_with_its_traceback_and_records_it(repo):
+    make_project(repo)
+    repo.write("pipelines/broken.yaml", "version: '1'\nname: broken\nsteps:\n"
+               f"  score: {{source: steps.score.step.Score@{repo.head()}, args: {{}}}}\n")
+    result = zgit("run", "broken", cwd=repo.path)
+    assert result.returncode == 1, result
+    assert "Traceback" in result.stderr and "TypeError" in result.stderr
+    run = Repository(repo.path).runs()[0]
+    assert run.status == "failed" and f"zgit: error: run {run.id} failed: TypeError" in result.stderr

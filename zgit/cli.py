@@ -606,6 +606,20 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
         try:
             result = run_config(config, None, repo=repository, enable_cache=switches,
                                 strategy=args.strategy, progress=progress)
+        except Exception as exc:
+            from zgit.errors import ZgitError
+
+            if isinstance(exc, ZgitError):
+                raise
+            # The step's own error: its traceback is what the user needs.
+            import traceback
+
+            traceback.print_exc(file=sys.stderr)
+            [failed] = repository.runs(config.name, limit=1) or [None]
+            where = f"run {failed.id} failed" if failed is not None else "the run failed"
+            print(f"zgit: error: {where}: {type(exc).__name__}: {exc} (zgit runs show shows the steps)",
+                  file=sys.stderr)
+            return EXIT_FAIL
         finally:
             _print_warnings(caught)
     run = result.run
