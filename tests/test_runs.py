@@ -9,7 +9,6 @@ from __future__ import annotations
 import importlib
 import sqlite3
 import sys
-import warnings
 
 import pytest
 

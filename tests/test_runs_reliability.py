@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import sqlite3
 import subprocess
 import sys
-import textwrap
 import time
 
 import pytest
@@ -19,7 +17,6 @@ from tests._cli import zgit_env
 from tests.test_runs import build, executed, last_run, make_project
 
 SLOW = '''\
-import os
 import time
 
 from zgit import BaseStep

@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import os
 import platform
-import sys
 import threading
 import time
 import warnings
