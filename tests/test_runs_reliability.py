@@ -17,6 +17,7 @@ from tests._cli import zgit_env
 from tests.test_runs import build, executed, last_run, make_project
 
 SLOW = '''\
+import os
 import time
 
 from zgit import BaseStep
