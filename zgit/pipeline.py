@@ -89,13 +89,8 @@ def _bound_args(cls: type, given: Dict[str, Any]) -> Dict[str, Any]:
     defaults = _constructor_defaults(cls)
     if not defaults:
         return dict(given)
-    args = {name: copy.deepcopy(value) for name, value in defaults.items() if name not in given}
-    merged = {}
-    for name in defaults:
-        merged[name] = given[name] if name in given else args[name]
-    for name, value in given.items():
-        if name not in merged:
-            merged[name] = value
+    merged = {name: given[name] if name in given else copy.deepcopy(value) for name, value in defaults.items()}
+    merged.update((name, value) for name, value in given.items() if name not in merged)
     return merged
 
 
