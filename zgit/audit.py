@@ -788,10 +788,9 @@ def audit_paths(paths: Optional[Sequence[Union[str, "os.PathLike[str]"]]] = None
 def audit_runs(repository: Any) -> List[Dict[str, Any]]:
     """Completed runs recorded in the repository's run store that cannot be re-run (an
     unpinned step, a missing commit, a missing input artifact), each as ``{"run",
-    "pipeline", "findings"}``.  Reads the store only if it exists; imports nothing."""
-    from pathlib import Path as _Path
-
-    path = _Path(repository.config.store_path)
+    "pipeline", "findings"}``.  Reads the store only if it exists; imports none of the
+    recorded code."""
+    path = Path(repository.config.store_path)
     path = path if path.is_absolute() else repository.root / path
     if not (path / "runs.sqlite").is_file():
         return []
