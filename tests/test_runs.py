@@ -373,3 +373,37 @@ def test_code_identity_kinds(project):
     assert cache_key(dist, "x", {"s": {"t": 1, "e": 2}}, "d") != cache_key(dist, "x", {"s": {"e": 2, "t": 1}}, "d")
     missing = zgit.Source("steps.fit.step", "Fit", "0" * 40)
     assert code_identity(missing, repository) is None
+
+
+UNPICKLABLE = '''
+
+class Handle(BaseStep):
+    def run(self, data):
+        return {"values": data, "callback": lambda x: x}
+
+
+class Unwrap(BaseStep):
+    def run(self, data):
+        return data["values"]
+'''
+
+
+def test_an_output_that_cannot_be_pickled_is_not_recorded_and_the_run_goes_on(project):
+    write_step(project, "scale", extra=UNPICKLABLE)
+    project.commit("handle")
+    _root[0] = project.path
+    purge()
+    module = fresh("scale")
+    pipeline = Pipeline("handles")
+    pipeline.add_step("source", fresh("source").Numbers())
+    pipeline.add_step("handle", module.Handle())
+    pipeline.add_step("unwrap", module.Unwrap())
+    for _ in range(2):
+        with pytest.warns(RuntimeWarning, match="output of step 'handle' cannot be pickled"):
+            outputs = pipeline.run(save=False)
+        assert outputs["unwrap"] == [0, 1, 2, 3, 4]
+    run = last_run(project)
+    assert run.status == "completed" and run.steps[1].output_digest is None
+    assert [s.cached for s in run.steps] == [True, False, False]  # nothing to key 'unwrap' on
+    with pytest.raises(RerunError, match="step handle: its output could not be pickled"):
+        Repository(project.path).rerun(run.id)

@@ -49,6 +49,7 @@ RUN_CODES: Dict[str, str] = {
     "run-unpinned": WARNING,
     "run-missing-commit": WARNING,
     "run-missing-input": WARNING,
+    "run-output-not-recorded": WARNING,
 }
 
 YAML_SUFFIXES = (".yaml", ".yml")

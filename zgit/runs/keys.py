@@ -131,10 +131,10 @@ def canonical_args(args: Dict[str, Any]) -> Optional[str]:
 
 
 def cache_key(source: Source, identity: Optional[str], args: Dict[str, Any],
-              input_digest: str) -> Optional[str]:
+              input_digest: Optional[str]) -> Optional[str]:
     """The step cache key, or None when the step cannot be cached (unknown code identity,
-    arguments that are not plain data)."""
-    if identity is None:
+    arguments that are not plain data, an input that was not recorded)."""
+    if identity is None or input_digest is None:
         return None
     canonical = canonical_args(args)
     if canonical is None:

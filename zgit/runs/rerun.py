@@ -68,7 +68,8 @@ def rerun_problems(run: RunRecord, repository: Any, store: RunStore) -> List[Tup
     """Why ``run`` cannot be re-run: (code, step or None, reason) triples; empty when it can.
 
     Codes: ``run-not-completed``, ``run-missing-input``, ``run-unpinned``,
-    ``run-missing-commit`` (the audit reports the last three)."""
+    ``run-missing-commit``, ``run-output-not-recorded`` (the audit reports all but the
+    first)."""
     problems: List[Tuple[str, Optional[str], str]] = []
     if run.status != "completed":
         problems.append(("run-not-completed", None, f"the run is {run.status}; only completed runs are re-run"))
@@ -81,6 +82,9 @@ def rerun_problems(run: RunRecord, repository: Any, store: RunStore) -> List[Tup
         except Exception as exc:  # a hand-edited store
             problems.append(("run-unpinned", step.name, f"bad source {step.source!r}: {exc}"))
             continue
+        if step.output_digest is None and run.status == "completed":
+            problems.append(("run-output-not-recorded", step.name,
+                             "its output could not be pickled, so there is nothing to compare with"))
         if source.kind == "unpinned":
             problems.append(("run-unpinned", step.name,
                              f"{step.source} was not pinned, so the code that ran is unknown"))

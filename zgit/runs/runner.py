@@ -88,7 +88,7 @@ def run_config(config: PipelineConfig, data: Any = None, *, repo: Any,
     head = git.head_sha()
     own = Path(os.path.relpath(saved, repository.root)).as_posix() if saved is not None else None
     clean = head is not None and not any(not is_bytecode_cache(p) and p != own for p in git.status())
-    input_digest = store.put(data)
+    input_digest = _put(store, data, f"the first input of pipeline {config.name!r}")
     run = store.begin_run(
         pipeline=config.name, yaml=yamlio.dumps(config.to_data()), head=head, clean=clean,
         zgit_version=__version__, python_version=platform.python_version(),
@@ -120,7 +120,7 @@ def run_config(config: PipelineConfig, data: Any = None, *, repo: Any,
                             position, step.name, str(step.source), identity, dict(step.args), input_digest,
                             None, key, None, time.perf_counter() - started, _describe(exc)))
                         raise
-                    output_digest = store.put(output)
+                    output_digest = _put(store, output, f"the output of step {step.name!r}")
                     store.add_step(run.id, StepRecord(
                         position, step.name, str(step.source), identity, dict(step.args), input_digest,
                         output_digest, key if use_cache else None, None, time.perf_counter() - started))
@@ -136,6 +136,22 @@ def run_config(config: PipelineConfig, data: Any = None, *, repo: Any,
     store.finish_run(run.id, "completed")
     result.run = store.get_run(run.id)
     return result
+
+
+def _put(store: RunStore, obj: Any, what: str) -> Optional[str]:
+    """Store ``obj`` as an artifact; None (with a warning) when it cannot be pickled: the
+    run goes on, but what depends on it is neither cached nor re-runnable."""
+    try:
+        return store.put(obj)
+    except Exception as exc:  # pickling runs arbitrary __reduce__ code: any error
+        if isinstance(exc, OSError):
+            raise
+        warnings.warn(
+            f"{what} cannot be pickled ({type(exc).__name__}: {exc}), so it is not recorded: "
+            "the steps that depend on it are not cached, and the run cannot be re-run",
+            RuntimeWarning, stacklevel=4,
+        )
+        return None
 
 
 def _cached(store: RunStore, key: str) -> Optional[Tuple[Any, str, str]]:
