@@ -9,6 +9,7 @@ import sys
 import time
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from zgit import Repository
 from zgit.errors import CorruptArtifactError, StoreError
@@ -266,3 +267,22 @@ def test_a_large_artifact_is_read_whole_writable_and_checked(tmp_path):
     path.write_bytes(bytes(data))
     with pytest.raises(CorruptArtifactError):
         store.get(digest)
+
+_data = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20)
+    | st.binary(max_size=300_000),
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=8), inner, max_size=5)
+    | st.tuples(inner, inner),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(_data)
+def test_artifact_bytes_round_trip_and_are_content_addressed(value):
+    from zgit.runs.store import deserialize, serialize
+
+    raw = serialize(value)
+    assert deserialize(raw) == value
+    assert serialize(deserialize(raw)) == raw  # the same value, the same bytes, the same digest
+    assert deserialize(bytearray(raw)) == value
