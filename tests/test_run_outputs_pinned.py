@@ -91,3 +91,52 @@ def test_a_step_that_cannot_be_pinned_says_its_outputs_are_not_reproducible(repo
     with pytest.warns(UnpinnedSourceWarning, match="not reproducible"):
         model = pipeline.run(save=False)["fit"]
     assert type(model).__module__ == "steps.model.model" and model.predict(1.0) == 2.0
+
+
+SKLEARN_STEP = '''\
+import numpy as np
+from sklearn.linear_model import LinearRegression
+
+from zgit import BaseStep
+
+
+class ScaledRegression(LinearRegression):
+    def predict(self, X):
+        return super().predict(X) * {scale}
+
+
+class Train(BaseStep):
+    def __init__(self, fit_intercept=True):
+        self.fit_intercept = fit_intercept
+
+    def run(self, data):
+        X = np.arange(10.0).reshape(-1, 1)
+        return ScaledRegression(fit_intercept=self.fit_intercept).fit(X, 2.0 * X[:, 0])
+'''
+
+
+def test_a_scikit_learn_model_from_a_run_reloads_as_the_pinned_class(repo):
+    pytest.importorskip("sklearn")
+    joblib = pytest.importorskip("joblib")
+    repo.write(".gitignore", "__pycache__/\n")
+    repo.write("models/__init__.py", "")
+    repo.write("models/regression/__init__.py", "")
+    repo.write("models/regression/train.py", SKLEARN_STEP.format(scale=1))
+    sha = repo.commit("regression")
+    sys.path.insert(0, str(repo.path))
+    from models.regression.train import Train
+
+    pipeline = Pipeline("regression")
+    pipeline.add_step("train", Train())
+    model = pipeline.run()["train"]
+    assert type(model).__module__ == f"models.regression@{sha}.train"
+    assert pipeline.steps["train"].args == {"fit_intercept": True}
+    joblib.dump(model, repo.path / "model.joblib")
+    repo.write("models/regression/train.py", SKLEARN_STEP.format(scale=10))
+    repo.commit("scale the predictions")
+    module, value = _load_in_fresh_process(repo, """
+        import joblib, zgit
+        model = joblib.load('model.joblib')
+        print(type(model).__module__, round(float(model.predict([[1.0]])[0]), 6))
+    """)
+    assert (module, float(value)) == (f"models.regression@{sha}.train", 2.0)
