@@ -115,6 +115,7 @@ class Train(BaseStep):
 '''
 
 
+@pytest.mark.slow
 def test_a_scikit_learn_model_from_a_run_reloads_as_the_pinned_class(repo):
     pytest.importorskip("sklearn")
     joblib = pytest.importorskip("joblib")
