@@ -38,6 +38,12 @@ What is measured (issues 2, 3, 5 and 7):
   ``forget_loaded()`` must free them (``memory.forget_released``: a weak reference to a
   pinned class dies, nothing pinned is left in ``sys.modules``, parent packages or
   ``linecache``), and the same 1,000 loads again grow it by ``kb_per_pin_again``.
+* **runs** (issue 12): the run store's cost per step -- a pipeline of 11 git-pinned steps
+  against one of 1 step, the difference per step, with the cache off (recording one
+  executed step: pickle, digest, atomic artifact write, one SQLite transaction) and on
+  (one cached step: key, lookup, digest-checked read); reading a 100 MB numpy array
+  artifact against reading the same bytes from a plain file (10 MB in --quick); ``zgit
+  runs`` (a fresh process) over a store of 10,000 runs.
 
 Machines are shared and noisy: every figure is a median over repeats, the contenders of
 one comparison run interleaved (round-robin, rotating order, repeats spread evenly) after
@@ -1053,6 +1059,157 @@ def bench_audit_figures(base: Path, quick: bool = False) -> object:
     return nested
 
 
+# -- runs ------------------------------------------------------------------------------
+
+
+_RUN_STEP = '''\
+from zgit import BaseStep
+
+
+class Add(BaseStep):
+    def __init__(self, n=1):
+        self.n = n
+
+    def run(self, data):
+        return (data or 0) + self.n
+'''
+
+
+def bench_runs(base: Path, quick: bool) -> dict:
+    """The run store's figures (keys ``runs.*`` of issue 12)."""
+    from fixtures.builder import git_env
+
+    root = base / "runs-project"
+    (root / "steps" / "add").mkdir(parents=True)
+    (root / "steps" / "__init__.py").write_text("")
+    (root / "steps" / "add" / "__init__.py").write_text("")
+    (root / "steps" / "add" / "step.py").write_text(_RUN_STEP)
+    (root / ".gitignore").write_text("__pycache__/\n")
+    env = git_env()
+    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-qm", "steps"]):
+        subprocess.run(["git", *args], cwd=root, env=env, check=True, capture_output=True)
+    sys.path.insert(0, str(root))
+    try:
+        return _bench_runs_in(root, quick)
+    finally:
+        sys.path.remove(str(root))
+        _drop_modules("steps")
+
+
+def _bench_runs_in(root: Path, quick: bool) -> dict:
+    from zgit import Pipeline, Repository
+    from zgit.runs.store import RunStore
+
+    from steps.add.step import Add  # type: ignore[import-not-found]
+
+    repository = Repository(root)
+    wide = 11
+
+    def pipeline(steps: int) -> Pipeline:
+        built = Pipeline(f"bench {steps}")
+        for i in range(steps):
+            built.add_step(f"s{i}", Add(n=i))
+        return built
+
+    pipelines = {n: pipeline(n) for n in (1, wide)}
+
+    def run(steps: int, cache: bool) -> Callable[[], float]:
+        return lambda: timed(lambda: pipelines[steps].run(repo=repository, save=False, enable_cache=cache))
+
+    repeats = 7 if quick else 30
+    times = interleave([Contender(f"{n}-{c}", run(n, c), repeats, warmup=2)
+                        for n in (1, wide) for c in (False, True)])
+    per_step = {c: (median(times[f"{wide}-{c}"]) - median(times[f"1-{c}"])) / (wide - 1) * 1000
+                for c in (False, True)}
+
+    # one big artifact against the same bytes in a plain file
+    import numpy
+
+    size = (10 if quick else 100) << 20
+    store = RunStore(root / "artifact-store")
+    array = numpy.random.default_rng(0).random(size // 8)
+    digest = store.put(array)
+    plain = root / "plain.bin"
+    plain.write_bytes(array.tobytes())
+
+    def read_artifact() -> float:
+        return timed(lambda: store.get(digest))
+
+    def read_plain() -> float:
+        def read() -> bytes:
+            with open(plain, "rb") as f:
+                return f.read()
+        return timed(read)
+
+    raw = plain.read_bytes()
+
+    def digest_only() -> float:
+        import hashlib
+
+        return timed(lambda: hashlib.sha256(raw).digest())
+
+    big = interleave([Contender("artifact", read_artifact, 5 if quick else 9),
+                      Contender("plain", read_plain, 5 if quick else 9),
+                      Contender("digest", digest_only, 5 if quick else 9)])
+    back = store.get(digest)
+    assert (back == array).all()
+
+    # 10,000 runs, listed by a fresh `zgit runs`
+    listing = RunStore(root / "list-store")
+    for _ in range(10_000):
+        run = listing.begin_run(pipeline="bench", yaml="version: '1'\n", head=None, clean=True,
+                                zgit_version="0", python_version="3", platform="bench",
+                                input_digest=None, reproducible=True)
+        listing.finish_run(run.id, "completed")
+    listing.close()
+    cli_env = dict(os.environ, ZGIT_STORE=str(root / "list-store"), PYTHONPATH=str(ROOT))
+
+    import resource
+
+    cli_cpu: List[float] = []
+
+    def list_cli() -> float:
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        started = time.perf_counter()
+        out = subprocess.run([sys.executable, "-m", "zgit", "runs"], cwd=root, env=cli_env,
+                             capture_output=True, text=True)
+        took = time.perf_counter() - started
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cli_cpu.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
+        assert out.returncode == 0 and out.stdout.count("\n") == 10_001, out.stderr
+        return took
+
+    def python_startup() -> float:
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "import zgit.cli"], cwd=root, env=cli_env, check=True)
+        return time.perf_counter() - started
+
+    def list_in_process() -> float:
+        reader = RunStore(root / "list-store")
+        try:
+            return timed(lambda: reader.list_runs())
+        finally:
+            reader.close()
+
+    listed = interleave([Contender("cli", list_cli, 3 if quick else 7),
+                         Contender("startup", python_startup, 3 if quick else 7),
+                         Contender("in_process", list_in_process, 3 if quick else 7)])
+    return {
+        "step_overhead_ms": per_step[False],
+        "cache_hit_ms": per_step[True],
+        "run_1_step_ms": median(times["1-False"]) * 1000,
+        "artifact_read_ratio": _ratio(median(big["artifact"]), median(big["plain"])),
+        "artifact_mb": size >> 20,
+        "artifact_read_ms": median(big["artifact"]) * 1000,
+        "plain_read_ms": median(big["plain"]) * 1000,
+        "digest_ms": median(big["digest"]) * 1000,
+        "list_10k_ms": median(listed["cli"]) * 1000,
+        "list_10k_cpu_ms": median(cli_cpu) * 1000,
+        "list_10k_startup_ms": median(listed["startup"]) * 1000,
+        "list_10k_in_process_ms": median(listed["in_process"]) * 1000,
+    }
+
+
 # -- profiles --------------------------------------------------------------------------
 
 
@@ -1143,6 +1300,15 @@ def targets(results: dict) -> Dict[str, dict]:
         released = bool(memory["forget_released"])
         out["memory: forget_loaded releases every pin"] = {
             "value": released, "target": "true", "met": released}
+    runs = results.get("runs")
+    if isinstance(runs, dict):
+        add("runs: step overhead (ms)", runs.get("step_overhead_ms"), "<=", 3)
+        add("runs: cache hit (ms)", runs.get("cache_hit_ms"), "<=", 2)
+        add(f"runs: {runs.get('artifact_mb')} MB artifact / plain read", runs.get("artifact_read_ratio"), "<=", 1.3,
+            f"SHA-256 of the bytes alone: {runs['digest_ms']:.1f} ms, plain read {runs['plain_read_ms']:.1f} ms")
+        add("runs: zgit runs over 10k runs (ms)", runs.get("list_10k_ms"), "<=", 300,
+            f"CPU time {runs['list_10k_cpu_ms']:.0f} ms; python -c 'import zgit.cli' alone: "
+            f"{runs['list_10k_startup_ms']:.0f} ms; in process: {runs['list_10k_in_process_ms']:.0f} ms")
     return out
 
 
@@ -1231,6 +1397,20 @@ def render(results: dict) -> str:
                   f"RSS MB {memory['rss_mb']}",
                   f"  forget_loaded released them: {memory['forget_released']} (left: {memory['left_after_forget']}); "
                   f"loading them again: {memory['kb_per_pin_again']:.1f} KB per pin"]
+    runs = results.get("runs")
+    if isinstance(runs, dict):
+        lines += ["", "Runs (run store; medians)",
+                  f"  {'recording one executed step (tiny output)':<48} {ms(runs['step_overhead_ms']):>10}",
+                  f"  {'one cached step (tiny output)':<48} {ms(runs['cache_hit_ms']):>10}",
+                  f"  {'a whole run of one step':<48} {ms(runs['run_1_step_ms']):>10}",
+                  f"  {str(runs['artifact_mb']) + ' MB numpy artifact read (digest checked)':<48} "
+                  f"{ms(runs['artifact_read_ms']):>10}",
+                  f"  {'the same bytes from a plain file':<48} {ms(runs['plain_read_ms']):>10}",
+                  f"  {'SHA-256 of those bytes (in the artifact read)':<48} {ms(runs['digest_ms']):>10}",
+                  f"  {'zgit runs over 10,000 runs (fresh process)':<48} {ms(runs['list_10k_ms']):>10}",
+                  f"  {'  its CPU time':<48} {ms(runs['list_10k_cpu_ms']):>10}",
+                  f"  {'  of which starting Python and zgit':<48} {ms(runs['list_10k_startup_ms']):>10}",
+                  f"  {'  list_runs() in process':<48} {ms(runs['list_10k_in_process_ms']):>10}"]
     lines += ["", "Targets"]
     for name, t in results["targets"].items():
         verdict = "n/a" if t["met"] is None else "MET" if t["met"] else "NOT MET"
@@ -1262,7 +1442,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--profile", action="store_true", help="cProfile zgit's hot paths and print the top entries")
     parser.add_argument("--sizes", help="comma-separated repository sizes for the pin check (default 1000,20000,100000)")
     parser.add_argument("--tmpdir", help="where the generated pin-check repositories go (default /dev/shm when it has room)")
-    parser.add_argument("--skip", default="", help="comma-separated sections to skip: pin_check,load,hook,audit,memory")
+    parser.add_argument("--skip", default="", help="comma-separated sections to skip: pin_check,load,hook,audit,memory,runs")
     args = parser.parse_args(argv)
 
     sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else ([1000] if args.quick else [1000, 20000, 100000])
@@ -1304,6 +1484,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             if "kb_per_pin" in results["memory"]:
                 log(f"[memory] {results['memory']['kb_per_pin']:.1f} KB per pin over "
                     f"{results['memory']['loads']} loads")
+        if "runs" not in skip:
+            try:
+                import numpy  # noqa: F401  (the bench extra)
+            except ImportError:
+                results["runs"] = "not available (pip install numpy, extra 'bench')"
+            else:
+                results["runs"] = bench_runs(Path(small), args.quick)
+                log(f"[runs] step {results['runs']['step_overhead_ms']:.2f} ms, "
+                    f"hit {results['runs']['cache_hit_ms']:.2f} ms")
     results["targets"] = targets(results)
     results["meta"]["seconds"] = round(time.perf_counter() - started, 1)
     print(render(results))

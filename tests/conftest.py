@@ -90,8 +90,9 @@ def status(repo: Any) -> str:
 
 
 def snapshot(repo: Any) -> Dict[str, Tuple[bytes, int]]:
-    """Every file of the work tree, not under ``.git/`` or ``__pycache__/``: relpath ->
-    (bytes, st_mode).  A symlink is not followed: its bytes are its target."""
+    """Every file of the work tree, not under ``.git/``, ``__pycache__/`` or the run store
+    ``.zgit/store/`` (git-ignored records that every run writes): relpath -> (bytes,
+    st_mode).  A symlink is not followed: its bytes are its target."""
     root = Path(os.fspath(getattr(repo, "path", repo)))
     out: Dict[str, Tuple[bytes, int]] = {}
     for dirpath, dirnames, filenames in os.walk(root):
@@ -102,6 +103,8 @@ def snapshot(repo: Any) -> Dict[str, Tuple[bytes, int]]:
         for name in sorted(filenames + links):
             full = os.path.join(dirpath, name)
             rel = Path(full).relative_to(root).as_posix()
+            if rel.startswith(".zgit/store/"):
+                continue
             st = os.lstat(full)
             if stat.S_ISLNK(st.st_mode):
                 data = os.fsencode(os.readlink(full))

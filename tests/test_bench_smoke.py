@@ -47,6 +47,10 @@ def test_bench_quick_writes_every_key(tmp_path):
     if "note" not in memory:  # measured where /proc exists
         assert memory["kb_per_pin"] > 0 and memory["loads"] > 0
         assert memory["forget_released"] is True
+    runs = figures["runs"]
+    if isinstance(runs, dict):
+        for key in ("step_overhead_ms", "cache_hit_ms", "artifact_read_ratio", "list_10k_ms"):
+            assert runs[key] > 0
     assert figures["targets"]
     for target in figures["targets"].values():
         assert target["met"] in (True, False, None)

@@ -30,9 +30,35 @@ class Doubler(BaseStep):
 def test_base_step_records_keyword_arguments():
     step = Doubler(factor=3)
     assert step.args == {"factor": 3} and step.factor == 3
-    assert Doubler().args == {}
+    assert Doubler().args == {"factor": 2}  # defaults are recorded too (issue 15 item 8)
     with pytest.raises(TypeError, match="keyword arguments only"):
         Doubler(3)
+
+
+class Configured(BaseStep):
+    def __init__(self, rate=0.1, layers=[8, 4], *, name="net", seed=None, optimizer=object(), **extra):
+        self.layers = layers
+
+
+class PassThrough(BaseStep):
+    pass
+
+
+def test_base_step_records_bound_arguments_with_their_defaults():
+    step = Configured(rate=0.5, momentum=0.9)
+    # constructor order, then **kwargs as given; a default that is not plain data is left out
+    assert list(step.args) == ["rate", "layers", "name", "seed", "momentum"]
+    assert step.args == {"rate": 0.5, "layers": [8, 4], "name": "net", "seed": None, "momentum": 0.9}
+    # the record holds a copy of a default, never the default object itself
+    assert step.args["layers"] == step.layers and step.args["layers"] is not step.layers
+    # the stored form rebuilds the same step, through YAML too
+    again = Configured(**yaml.safe_load(yaml.safe_dump(step.args)))
+    assert again.args == step.args
+    assert PassThrough().args == {} and PassThrough(x=1).args == {"x": 1}
+    from zgit.steps import LeastSquaresTrainer
+
+    assert LeastSquaresTrainer().args == {
+        "features": None, "label": None, "l2": 0.0, "fit_intercept": True, "fit_on": "train"}
 
 
 @pytest.mark.parametrize("name, slug", [
@@ -84,7 +110,7 @@ def test_the_story_old_class_comes_back_and_tree_is_untouched(repo):
     for strategy in ("checkout", "memory"):
         pipeline = Repository().get_pipeline_by_name("My Awesome Pipeline", strategy=strategy)
         trainer = pipeline.steps["training"]
-        assert trainer.version() == (0, 0) and trainer.epochs == 5 and trainer.args == {"epochs": 5}
+        assert trainer.version() == (0, 0) and trainer.epochs == 5 and trainer.args == {"loss": "mse", "epochs": 5}
         zgit.loader.forget_loaded()
     assert (repo.status(), repo.snapshot()) == (status, files)
     # saving the loaded pipeline again keeps the pin it came from

@@ -79,7 +79,7 @@ def test_random_split_sizes_use_largest_remainders():
 
 def test_random_split_default_and_bad_arguments():
     step = RandomSplit()
-    assert step.args == {} and step.split == {"train": 0.7, "eval": 0.3} and step.seed == 42
+    assert step.args == {"split": None, "seed": 42} and step.split == {"train": 0.7, "eval": 0.3} and step.seed == 42
     for bad in ({"train": 0.7}, {"train": 1.2, "eval": -0.2}, {}, {"rows": 1.0}, {"train": True}):
         with pytest.raises(ValueError):
             RandomSplit(split=bad)

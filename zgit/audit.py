@@ -44,6 +44,14 @@ CODES: Dict[str, str] = {
     "outside-import": WARNING,
     "uncommitted-file": WARNING,
 }
+#: Finding codes about recorded runs that cannot be re-run (reported beside the files,
+#: see audit_runs).
+RUN_CODES: Dict[str, str] = {
+    "run-unpinned": WARNING,
+    "run-missing-commit": WARNING,
+    "run-missing-input": WARNING,
+    "run-output-not-recorded": WARNING,
+}
 
 YAML_SUFFIXES = (".yaml", ".yml")
 FORMAT_VERSION = "1"
@@ -64,7 +72,7 @@ class Finding:
         if "\n" in self.message:  # one line, whatever the message came from
             object.__setattr__(self, "message", " ".join(self.message.split()))
         if not self.severity:
-            object.__setattr__(self, "severity", CODES[self.code])
+            object.__setattr__(self, "severity", CODES.get(self.code) or RUN_CODES[self.code])
 
     def to_dict(self) -> Dict[str, str]:
         return {"code": self.code, "severity": self.severity, "message": self.message}
@@ -124,6 +132,9 @@ class AuditReport:
     """Everything the audit found, file by file."""
 
     files: List[FileReport] = field(default_factory=list)
+    # recorded runs that cannot be re-run: {"run", "pipeline", "findings"}; kept apart
+    # from the files' findings, so they change neither the summary nor the exit status
+    runs: List[Dict[str, Any]] = field(default_factory=list)
 
     def findings(self) -> Iterable[Finding]:
         for report in self.files:
@@ -146,7 +157,10 @@ class AuditReport:
         }
 
     def to_dict(self) -> Dict[str, Any]:
-        return {"files": [f.to_dict() for f in self.files], "summary": self.summary()}
+        data: Dict[str, Any] = {"files": [f.to_dict() for f in self.files], "summary": self.summary()}
+        if self.runs:
+            data["runs"] = [dict(r, findings=[f.to_dict() for f in r["findings"]]) for r in self.runs]
+        return data
 
     def to_json(self, indent: Optional[int] = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False)
@@ -492,6 +506,23 @@ class _RepoChecker:
         )]
 
     def _outside_imports(self, sha: str, module_dir: str) -> List[Finding]:
+        outside = self.outside_files(sha, module_dir)
+        findings = []
+        for target in sorted(outside):
+            file, importers = outside[target]
+            shown = ", ".join(importers[:3]) + (f" and {len(importers) - 3} more" if len(importers) > 3 else "")
+            findings.append(Finding(
+                "outside-import",
+                f"{shown} imports {target} ({file}), which is outside the module directory "
+                f"{module_dir}/: the pin covers only that directory, so this code is whatever "
+                "is in the working tree when it runs. Move it into the module directory",
+            ))
+        return findings
+
+    def outside_files(self, sha: str, module_dir: str) -> Dict[str, Tuple[str, List[str]]]:
+        """Repository modules that the module directory's files import from outside it, at
+        ``sha``: module name -> (its file, the importing ``file:line`` places).  Also the
+        runs' code identity (:mod:`zgit.runs.keys`) covers these files."""
         entries = self.entries(sha, module_dir) or {}
         inside = module_dir + "/"
         prefix = self.source_root + "/" if self.source_root else ""
@@ -514,17 +545,7 @@ class _RepoChecker:
                         where = f"{path}:{ref.lineno}"
                         if where not in importers:
                             importers.append(where)
-        findings = []
-        for target in sorted(outside):
-            file, importers = outside[target]
-            shown = ", ".join(importers[:3]) + (f" and {len(importers) - 3} more" if len(importers) > 3 else "")
-            findings.append(Finding(
-                "outside-import",
-                f"{shown} imports {target} ({file}), which is outside the module directory "
-                f"{module_dir}/: the pin covers only that directory, so this code is whatever "
-                "is in the working tree when it runs. Move it into the module directory",
-            ))
-        return findings
+        return outside
 
     def _resolve_import(self, sha: str, here: Optional[ModuleLocation], ref: ImportRef,
                         scope: Optional[Tuple[str, str, Dict[str, Any]]] = None) -> List[Tuple[str, str]]:
@@ -888,3 +909,27 @@ def audit_paths(paths: Optional[Sequence[Union[str, "os.PathLike[str]"]]] = None
         if gc_was_enabled:
             gc.enable()
     return report
+
+
+def audit_runs(repository: Any) -> List[Dict[str, Any]]:
+    """Completed runs recorded in the repository's run store that cannot be re-run (an
+    unpinned step, a missing commit, a missing input artifact), each as ``{"run",
+    "pipeline", "findings"}``.  Reads the store only if it exists; imports none of the
+    recorded code."""
+    path = Path(repository.config.store_path)
+    path = path if path.is_absolute() else repository.root / path
+    if not (path / "runs.sqlite").is_file():
+        return []
+    from zgit.runs.rerun import rerun_problems
+
+    store = repository.run_store
+    out = []
+    for summary in store.list_runs():
+        if summary.status != "completed":
+            continue
+        run = store.get_run(summary.id)
+        problems = rerun_problems(run, repository, store)
+        if problems:
+            findings = [Finding(code, (f"step {step}: " if step else "") + why) for code, step, why in problems]
+            out.append({"run": run.id, "pipeline": run.pipeline, "findings": findings})
+    return out

@@ -144,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
              "zgit demo\nzgit demo --keep     # keep the temporary repository to look at")
     p.add_argument("--keep", action="store_true", help="keep the temporary repository")
     p.set_defaults(func=cmd_demo)
+    _add_run_commands(sub)
     return parser
 
 
@@ -260,10 +261,13 @@ def cmd_audit(args: argparse.Namespace, out: TextIO) -> int:
             raise UsageError(f"no such file or directory: {missing[0]}", "zgit audit")
         paths = list(args.paths)
     report = audit_paths(paths)
+    if paths is None:
+        _audit_recorded_runs(report)
     if args.format == "json":
         out.write(report.to_json() + "\n")
     else:
         out.write(format_text(report, _use_color(out)))
+        out.write(format_run_findings(report.runs))
     return report.exit_code(args.strict)
 
 
@@ -581,6 +585,224 @@ def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
     except ImportError as exc:
         raise ZgitError(f"the demo is not available in this installation ({exc})") from exc
     return int(run_demo(keep=args.keep, out=out) or 0)
+
+
+# -- runs: zgit run, runs, rerun, gc ------------------------------------------------------------
+
+
+def _add_run_commands(sub: Any) -> None:
+    p = _sub(sub, "run", "run a stored pipeline, recording the run and reusing cached steps",
+             "Run the stored pipeline NAME exactly as its YAML pins it: every step executes\n"
+             "as its pinned class, unless the step cache holds its output for the same code,\n"
+             "args and input. The run is recorded in the run store (zgit runs). One progress\n"
+             "line per step on stderr: the step, 'ran' or 'cached', and its time.\n\n"
+             "exit status: 0 the run completed, 1 a step failed (the run is recorded as\n"
+             "failed), 2 usage error.",
+             "zgit run 'My Awesome Pipeline'\n"
+             "zgit run 'My Awesome Pipeline' --no-cache --strategy memory")
+    p.add_argument("name", metavar="NAME", help="the pipeline's name (zgit pipelines lists them)")
+    p.add_argument("--no-cache", action="store_true", help="execute every step (also: ZGIT_DISABLE_CACHE=1)")
+    p.add_argument("--strategy", choices=("checkout", "memory"), default=None,
+                   help="how to load git pins (default: the repository's loader.strategy)")
+    p.set_defaults(func=cmd_run)
+
+    p = _sub(sub, "runs", "list recorded runs, or show one",
+             "List the runs recorded in the run store, newest first: id, pipeline, status\n"
+             "(running, completed, failed, died), start time, duration, steps executed and\n"
+             "cached. 'zgit runs show RUN_ID' prints one run with its steps (a unique prefix\n"
+             "of the id will do).",
+             "zgit runs\n"
+             "zgit runs --pipeline 'My Awesome Pipeline' --format json\n"
+             "zgit runs show 20261202-144821")
+    p.add_argument("--pipeline", metavar="NAME", help="only the runs of this pipeline")
+    p.add_argument("--limit", type=int, metavar="N", help="at most N runs")
+    p.add_argument("--format", choices=("text", "json"), default="text", help="output format (default: text)")
+    p.set_defaults(func=cmd_runs)
+    inner = p.add_subparsers(dest="runs_command", metavar="show", parser_class=_Parser)
+    q = _sub(inner, "show", "show one recorded run with its steps",
+             "Print run RUN_ID: what ran (pipeline, HEAD, clean or not, versions), how it\n"
+             "ended, and per step its source, code identity, args, input and output digests,\n"
+             "whether it executed or came from the cache (and from which run), its time.",
+             "zgit runs show 20261202-144821-123456-a3f9\nzgit runs show 20261202-1448 --format json")
+    q.add_argument("run_id", metavar="RUN_ID", help="a run id (a unique prefix will do)")
+    q.add_argument("--format", choices=("text", "json"), default="text", help="output format (default: text)")
+    q.set_defaults(func=cmd_runs_show)
+
+    p = _sub(sub, "rerun", "re-run a recorded run from its pinned code and verify its outputs",
+             "Build every step of run RUN_ID from its recorded source and args (not today's\n"
+             "YAML), feed it the recorded first input, execute with the cache off, and say\n"
+             "per step whether the output is byte-identical, equal by value, or different\n"
+             "(with the first divergence). Nothing is recorded.\n\n"
+             "exit status: 0 every step reproduced, 1 otherwise (or the run cannot be\n"
+             "re-run), 2 usage error.",
+             "zgit rerun 20261202-144821-123456-a3f9\nzgit rerun 20261202-1448 --strategy memory")
+    p.add_argument("run_id", metavar="RUN_ID", help="a run id (a unique prefix will do)")
+    p.add_argument("--strategy", choices=("checkout", "memory"), default=None,
+                   help="how to load git pins (default: the repository's loader.strategy)")
+    p.add_argument("--format", choices=("text", "json"), default="text", help="output format (default: text)")
+    p.set_defaults(func=cmd_rerun)
+
+    p = _sub(sub, "gc", "delete old runs and the artifacts no kept run refers to",
+             "Keep the N newest runs of each pipeline (and every running one); delete the\n"
+             "others with their cache entries, then every artifact file no kept run or cache\n"
+             "entry refers to.",
+             "zgit gc --keep-last 10")
+    p.add_argument("--keep-last", type=int, required=True, metavar="N", help="runs to keep per pipeline")
+    p.set_defaults(func=cmd_gc)
+
+
+def _when(seconds: Optional[float]) -> str:
+    import time
+
+    return "-" if seconds is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(seconds))
+
+
+def _took(run: Any) -> str:
+    return "-" if run.ended is None else f"{run.ended - run.started:.2f}s"
+
+
+def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
+    from zgit.runs.runner import run_config
+
+    repository = _repository()
+    config = repository.get_pipeline_config(args.name)
+
+    def progress(step: str, outcome: str, seconds: float) -> None:
+        print(f"{step}: {outcome} in {seconds * 1000:.1f} ms", file=sys.stderr, flush=True)
+
+    switches = {step.name: not args.no_cache for step in config.steps}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            result = run_config(config, None, repo=repository, enable_cache=switches,
+                                strategy=args.strategy, progress=progress)
+        except Exception as exc:
+            from zgit.errors import ZgitError
+
+            if isinstance(exc, ZgitError):
+                raise
+            # The step's own error: its traceback is what the user needs.
+            import traceback
+
+            traceback.print_exc(file=sys.stderr)
+            [failed] = repository.runs(config.name, limit=1) or [None]
+            where = f"run {failed.id} failed" if failed is not None else "the run failed"
+            print(f"zgit: error: {where}: {type(exc).__name__}: {exc} (zgit runs show shows the steps)",
+                  file=sys.stderr)
+            return EXIT_FAIL
+        finally:
+            _print_warnings(caught)
+    run = result.run
+    out.write(f"run {run.id} completed: {len(result.executed)} executed, {len(result.cached)} cached\n")
+    return EXIT_OK
+
+
+def cmd_runs(args: argparse.Namespace, out: TextIO) -> int:
+    import json
+
+    runs = _repository().runs(args.pipeline, args.limit)
+    if args.format == "json":
+        out.write(json.dumps([r.to_dict(steps=False) for r in runs], indent=2) + "\n")
+        return EXIT_OK
+    if not runs:
+        out.write("no runs recorded\n")
+        return EXIT_OK
+    rows = [(r.id, r.pipeline, r.status, _when(r.started), _took(r), (r.head or "-")[:12]
+             + ("" if r.clean else "+dirty")) for r in runs]
+    head = ("RUN", "PIPELINE", "STATUS", "STARTED", "TOOK", "HEAD")
+    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(head)]
+    out.write("  ".join(h.ljust(w) for h, w in zip(head, widths)).rstrip() + "\n")
+    out.write("".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() + "\n" for row in rows))
+    return EXIT_OK
+
+
+def cmd_runs_show(args: argparse.Namespace, out: TextIO) -> int:
+    import json
+
+    run = _repository().get_run(args.run_id)
+    if args.format == "json":
+        out.write(json.dumps(run.to_dict(), indent=2) + "\n")
+        return EXIT_OK
+    lines = [
+        f"run       {run.id}",
+        f"pipeline  {run.pipeline}",
+        f"status    {run.status}" + (f": {run.error}" if run.error else ""),
+        f"started   {_when(run.started)}  (took {_took(run)})",
+        f"head      {run.head or '-'}" + ("" if run.clean else "  (work tree not clean)"),
+        f"versions  zgit {run.zgit_version}, Python {run.python_version}, {run.platform}",
+        f"process   {run.pid} on {run.host or '?'}",
+    ]
+    if not run.reproducible:
+        lines.append("note      some steps were not pinned: their outputs are not reproducible")
+    lines.append("steps")
+    for step in run.steps:
+        how = f"cached from {step.cached_from}" if step.cached else ("failed" if step.error else "executed")
+        took = "-" if step.duration is None else f"{step.duration * 1000:.1f} ms"
+        lines.append(f"  {step.name}: {how} ({took})")
+        lines.append(f"    source  {step.source}")
+        lines.append(f"    code    {step.code_identity or '- (not cached: code unknown)'}")
+        lines.append(f"    args    {json.dumps(step.args, sort_keys=True)}")
+        lines.append(f"    input   {step.input_digest or '-'}")
+        lines.append(f"    output  {step.output_digest or '-'}")
+        if step.error:
+            lines.append(f"    error   {step.error}")
+    out.write("\n".join(lines) + "\n")
+    return EXIT_OK
+
+
+def cmd_rerun(args: argparse.Namespace, out: TextIO) -> int:
+    import json
+
+    repository = _repository()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            report = repository.rerun(args.run_id, strategy=args.strategy)
+        finally:
+            _print_warnings(caught)
+    if args.format == "json":
+        out.write(json.dumps(report.to_dict(), indent=2) + "\n")
+    else:
+        words = {"identical": "byte-identical", "equal": "equal by value", "different": "DIFFERENT",
+                 "failed": "FAILED"}
+        out.write(f"rerun of {report.run_id} ({report.pipeline})\n")
+        width = max((len(s.step) for s in report.steps), default=0)
+        for step in report.steps:
+            detail = f": {step.detail}" if step.detail and not step.reproduced else ""
+            out.write(f"  {step.step.ljust(width)}  {words[step.verdict]}{detail}\n")
+        out.write(report.summary + "\n")
+    return EXIT_OK if report.reproduced else EXIT_FAIL
+
+
+def cmd_gc(args: argparse.Namespace, out: TextIO) -> int:
+    if args.keep_last < 0:
+        raise UsageError("--keep-last must be 0 or more", "zgit gc")
+    deleted, removed = _repository().run_store.gc(args.keep_last)
+    out.write(f"deleted {len(deleted)} run(s) and {removed} artifact file(s)\n")
+    return EXIT_OK
+
+
+def _audit_recorded_runs(report: Any) -> None:
+    from zgit.audit import audit_runs
+    from zgit.errors import NotARepositoryError
+
+    try:
+        repository = _repository()
+    except NotARepositoryError:
+        return
+    report.runs = audit_runs(repository)
+
+
+def format_run_findings(runs: Sequence[Any]) -> str:
+    """The audit's recorded runs that cannot be re-run, as text (empty when none)."""
+    if not runs:
+        return ""
+    lines = [f"{len(runs)} recorded run(s) cannot be re-run:"]
+    for run in runs:
+        lines.append(f"  {run['run']}  ({run['pipeline']})")
+        for finding in run["findings"]:
+            lines.append(f"    {finding.severity} {finding.code}: {finding.message}")
+    return "\n".join(lines) + "\n"
 
 
 # -- entry point ------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ CONFIG_DIR = ".zgit"
 CONFIG_FILE = "config.yaml"
 STRATEGIES = ("checkout", "memory")
 MISMATCH_POLICIES = ("error", "warn")
+DEFAULT_STORE_PATH = ".zgit/store"
 
 # Every key the file may hold, in one place: a top-level key maps to None (a value) or to
 # the keys of its own mapping.  A key not listed here is a ConfigError (a typo such as
@@ -23,6 +24,7 @@ MISMATCH_POLICIES = ("error", "warn")
 KNOWN_KEYS: Dict[str, Optional[Tuple[str, ...]]] = {
     "source_root": None,
     "loader": ("strategy", "lock_timeout", "on_version_mismatch", "fsync"),
+    "store": ("path",),
 }
 
 DEFAULT_CONFIG_TEXT = """\
@@ -33,6 +35,8 @@ loader:
   lock_timeout: 60           # seconds to wait for another process's checkout (env ZGIT_LOCK_TIMEOUT)
   on_version_mismatch: error # or warn                (env ZGIT_ON_VERSION_MISMATCH)
   fsync: false               # fsync the checkout journal, for power loss (env ZGIT_FSYNC)
+store:
+  path: .zgit/store          # the run store: records and artifacts (env ZGIT_STORE)
 """
 
 
@@ -45,6 +49,7 @@ class Config:
     lock_timeout: float = 60.0
     on_version_mismatch: str = "error"
     fsync: bool = False
+    store_path: str = DEFAULT_STORE_PATH
 
     @classmethod
     def load_defaults(cls) -> "Config":
@@ -73,12 +78,20 @@ class Config:
             env, "ZGIT_ON_VERSION_MISMATCH", path, loader, "on_version_mismatch", "error"
         )
         fsync, fsync_at = _setting(env, "ZGIT_FSYNC", path, loader, "fsync", False)
+        store = data.get("store", {}) or {}
+        if not isinstance(store, dict):
+            raise ConfigError(f"{path}: key 'store' must be a mapping (e.g. store: {{path: .zgit/store}})")
+        store_path = env.get("ZGIT_STORE") or store.get("path", DEFAULT_STORE_PATH)
+        if not isinstance(store_path, str) or not store_path.strip():
+            where = "environment variable ZGIT_STORE" if env.get("ZGIT_STORE") else f"{path}: key 'store.path'"
+            raise ConfigError(f"{where} must be a directory path")
         return cls(
             source_root=_check_source_root(path, source_root),
             strategy=check_strategy(strategy, strategy_at),
             lock_timeout=_check_timeout(timeout_at, timeout),
             on_version_mismatch=_check_choice(mismatch_at, mismatch, MISMATCH_POLICIES),
             fsync=_check_bool(fsync_at, fsync),
+            store_path=store_path,
         )
 
 

@@ -77,6 +77,29 @@ class RecoverError(ZgitError):
         self.paths: list[str] = sorted(paths)
 
 
+class StoreError(ZgitError):
+    """The run store cannot be opened or written (names the store and what to do)."""
+
+
+class RunNotFoundError(ZgitError, KeyError):
+    """No recorded run has the requested id (or the prefix given is ambiguous)."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class ArtifactError(ZgitError):
+    """A step output the run store should hold is not there."""
+
+
+class CorruptArtifactError(ArtifactError):
+    """An artifact's bytes do not match its digest: it is never returned."""
+
+
+class RerunError(ZgitError):
+    """A recorded run cannot be re-run (unpinned step, missing commit, missing input)."""
+
+
 class UnpinnedSourceWarning(UserWarning):
     """A class was left unpinned; the message says why and how to pin it."""
 

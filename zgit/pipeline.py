@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import inspect
 import re
 import reprlib
 from dataclasses import dataclass, field
@@ -19,9 +21,13 @@ _KNOWN_KEYS = ("version", "name", "steps")
 class BaseStep:
     """Base class of every step.
 
-    Steps take keyword arguments only; the arguments given at construction are recorded
-    in ``.args`` (whatever the subclass's ``__init__`` does with them), so that a stored
-    pipeline rebuilds the same step with ``cls(**args)``.
+    Steps take keyword arguments only.  ``.args`` records the arguments bound to the
+    constructor *with its defaults* (whatever the subclass's ``__init__`` does with them),
+    so that the YAML and run records show every hyperparameter, and a stored pipeline
+    rebuilds the same step with ``cls(**args)``.  Only parameters the constructor accepts
+    by name are recorded (those of ``**kwargs`` as given); a default that is not plain
+    data (``None``, bool, number, string, or lists and string-keyed mappings of them) is
+    left out, so the stored form stays loadable.
     """
 
     args: Dict[str, Any]
@@ -33,7 +39,7 @@ class BaseStep:
                 f"in the pipeline YAML (got {len(positional)} positional)"
             )
         self = super().__new__(cls)
-        self.args = dict(kwargs)
+        self.args = _bound_args(cls, kwargs)
         return self
 
     def __init__(self, **kwargs: Any) -> None:
@@ -46,6 +52,59 @@ class BaseStep:
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.args.items())
         return f"{type(self).__name__}({args})"
+
+
+_defaults_cache: Dict[Any, Optional[Dict[str, Any]]] = {}
+
+
+def _constructor_defaults(cls: type) -> Optional[Dict[str, Any]]:
+    """The plain-data defaults of ``cls.__init__``'s named parameters (None: no signature)."""
+    init = cls.__init__
+    try:
+        return _defaults_cache[init]
+    except (KeyError, TypeError):
+        pass
+    try:
+        signature = inspect.signature(init)
+    except (TypeError, ValueError):
+        found: Optional[Dict[str, Any]] = None
+    else:
+        found = {}
+        for parameter in list(signature.parameters.values())[1:]:  # skip self
+            if parameter.kind not in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY):
+                continue
+            if parameter.default is not parameter.empty and _is_plain(parameter.default):
+                found[parameter.name] = parameter.default
+    try:
+        _defaults_cache[init] = found
+    except TypeError:  # an unhashable __init__ (a callable object): not cached
+        pass
+    return found
+
+
+def _bound_args(cls: type, given: Dict[str, Any]) -> Dict[str, Any]:
+    # Defaults first, in the constructor's order, then what was given: cls(**args) of
+    # the result is the same call as cls(**given).  Defaults are copied, so a step that
+    # mutates its own list default does not change the record of another.
+    defaults = _constructor_defaults(cls)
+    if not defaults:
+        return dict(given)
+    merged = {name: given[name] if name in given else copy.deepcopy(value) for name, value in defaults.items()}
+    merged.update((name, value) for name, value in given.items() if name not in merged)
+    return merged
+
+
+def _is_plain(value: Any, depth: int = 0) -> bool:
+    """Whether ``value`` is data the YAML stores and reads back as itself."""
+    if value is None or type(value) in (bool, int, float, str):
+        return True
+    if depth > 20:
+        return False
+    if type(value) is list:
+        return all(_is_plain(v, depth + 1) for v in value)
+    if type(value) is dict:
+        return all(isinstance(k, str) and _is_plain(v, depth + 1) for k, v in value.items())
+    return False
 
 
 def slugify(name: str) -> str:
@@ -159,16 +218,24 @@ def check_args_storable(step_name: str, args: Dict[str, Any]) -> None:
 class Pipeline:
     """An ordered set of named steps that can be saved as YAML and built back by name."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, enable_cache: bool = True) -> None:
         if not isinstance(name, str) or not name.strip():
             raise ConfigError("a pipeline needs a non-empty name")
         slugify(name)
         self.name = name
+        self.enable_cache = bool(enable_cache)
         self.steps: Dict[str, BaseStep] = {}
+        self.step_cache: Dict[str, Optional[bool]] = {}
         self.extra: Dict[str, Any] = {}
+        # The repository a stored pipeline was built from: its pins are run from there.
+        self.repo: Any = None
 
-    def add_step(self, name: str, step: BaseStep) -> None:
-        """Add ``step`` under ``name``; names are unique within a pipeline."""
+    def add_step(self, name: str, step: BaseStep, enable_cache: Optional[bool] = None) -> None:
+        """Add ``step`` under ``name``; names are unique within a pipeline.
+
+        ``enable_cache``: False for a step whose output depends on more than its code,
+        args and input (it reads files, a database, the clock); None follows the pipeline.
+        """
         if not isinstance(name, str) or not name:
             raise ValueError("a step name must be a non-empty string")
         if name in self.steps:
@@ -176,6 +243,7 @@ class Pipeline:
         if not hasattr(step, "args"):
             raise TypeError(f"step {name!r} must be a zgit BaseStep instance, not {type(step).__name__}")
         self.steps[name] = step
+        self.step_cache[name] = None if enable_cache is None else bool(enable_cache)
 
     def to_config(self, repo: Any = None) -> Dict[str, Any]:
         """The YAML-ready mapping of this pipeline, resolving every step's source."""
@@ -189,16 +257,17 @@ class Pipeline:
         ]
         return PipelineConfig(self.name, steps, dict(self.extra)).to_data()
 
-    def save(self, repo: Any = None) -> Path:
+    def save(self, repo: Any = None, *, config: "Optional[PipelineConfig]" = None) -> Path:
         """Write ``pipelines/<slug>.yaml`` and return its absolute path.
 
         A file at that path that belongs to another pipeline (or cannot be read) is
-        never overwritten: :class:`ConfigError` says so.
+        never overwritten: :class:`ConfigError` says so.  ``config``: the already
+        resolved form (``run`` resolves once for saving and running).
         """
         from zgit.repository import Repository
 
         repository = Repository.coerce(repo)
-        data = self.to_config(repository)
+        data = config.to_data() if config is not None else self.to_config(repository)
         path = repository.pipelines_dir / f"{slugify(self.name)}.yaml"
         if path.exists():
             try:
@@ -216,19 +285,41 @@ class Pipeline:
         yamlio.write_atomic(path, yamlio.dumps(data))
         return path.resolve()
 
-    def run(self, data: Any = None, *, repo: Any = None, save: bool = True) -> Dict[str, Any]:
-        """Resolve and save the pipeline, then run its steps in order in this process.
+    def run(self, data: Any = None, *, repo: Any = None, save: bool = True,
+            enable_cache: Optional[bool] = None, engine: Any = None,
+            strategy: Optional[str] = None) -> Dict[str, Any]:
+        """Resolve (and save) the pipeline, then execute every step from its pinned source.
 
-        Each step's ``run`` gets the previous step's output (``data`` for the first);
-        returns every step's output by step name.
+        A step pinned to a commit executes as the pinned class, loaded under its pinned
+        name, so every object it returns (and every pickle of it) names the pin; a step
+        that cannot be pinned executes as the working class, with a warning that its
+        outputs are not reproducible.  Each step's ``run`` gets the previous step's
+        output (``data`` for the first); returns every step's output by step name.
         """
-        if save:
-            self.save(repo)
-        outputs: Dict[str, Any] = {}
-        for name, step in self.steps.items():
-            data = step.run(data)
-            outputs[name] = data
-        return outputs
+        from zgit.repository import Repository
+
+        repository = Repository.coerce(repo if repo is not None else self.repo)
+        config = PipelineConfig.from_data(self.to_config(repository), f"pipeline {self.name!r}")
+        saved = self.save(repository, config=config) if save else None
+        from zgit.runs.runner import run_config
+
+        return run_config(
+            config, data, repo=repository, enable_cache=self._cache_switches(enable_cache),
+            engine=engine, strategy=strategy, saved=saved,
+        ).outputs
+
+    def _cache_switches(self, enable_cache: Optional[bool]) -> Dict[str, bool]:
+        """Per step: whether the cache may be used (run switch > step switch > pipeline)."""
+        out = {}
+        for name in self.steps:
+            step = self.step_cache.get(name)
+            if enable_cache is not None:
+                out[name] = bool(enable_cache)
+            elif step is not None:
+                out[name] = step
+            else:
+                out[name] = self.enable_cache
+        return out
 
     def __repr__(self) -> str:
         return f"Pipeline({self.name!r}, steps={list(self.steps)})"

@@ -14,7 +14,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 from zgit.pipeline import BaseStep, Pipeline
 
@@ -33,12 +33,12 @@ class TrainingPipeline(Pipeline):
     bundle described in :mod:`zgit.steps` from one to the next.
     """
 
-    def __init__(self, name: str) -> None:
-        super().__init__(name)
+    def __init__(self, name: str, enable_cache: bool = True) -> None:
+        super().__init__(name, enable_cache=enable_cache)
         self._ranks: Dict[str, float] = {}
 
-    def add_step(self, name: str, step: BaseStep) -> None:
-        super().add_step(name, step)
+    def add_step(self, name: str, step: BaseStep, enable_cache: Optional[bool] = None) -> None:
+        super().add_step(name, step, enable_cache=enable_cache)
         if name in TRAINING_STEPS:
             rank = float(TRAINING_STEPS.index(name))
         else:
@@ -73,7 +73,9 @@ class TrainingPipeline(Pipeline):
         """Add the evaluation step (e.g. :class:`zgit.steps.evaluator.Evaluator`)."""
         self.add_step("evaluation", step)
 
-    def run(self, data: Any = None, *, repo: Any = None, save: bool = True) -> Dict[str, Any]:
+    def run(self, data: Any = None, *, repo: Any = None, save: bool = True,
+            enable_cache: Optional[bool] = None, engine: Any = None,
+            strategy: Optional[str] = None) -> Dict[str, Any]:
         """Save the pipeline and run its steps in order; see :meth:`Pipeline.run`.
 
         Without a ``data`` step, pass the rows (a list of dicts) as ``data``.
@@ -83,4 +85,5 @@ class TrainingPipeline(Pipeline):
                 f"pipeline {self.name!r} has no data step: add one with add_datasource() "
                 "(e.g. zgit.steps.data.SyntheticData) or pass the rows to run()"
             )
-        return super().run(data, repo=repo, save=save)
+        return super().run(data, repo=repo, save=save, enable_cache=enable_cache, engine=engine,
+                           strategy=strategy)

@@ -78,6 +78,7 @@ class Repository:
             env.get("ZGIT_LOCK_TIMEOUT"),
             env.get("ZGIT_ON_VERSION_MISMATCH"),
             env.get("ZGIT_FSYNC"),
+            env.get("ZGIT_STORE"),
         )
         if key != self._config_key or self._config is None:
             self._config = Config.load(self.root)
@@ -151,6 +152,7 @@ class Repository:
         config = self.get_pipeline_config(name)
         pipeline = Pipeline(config.name)
         pipeline.extra = dict(config.extra)
+        pipeline.repo = self
         for step in config.steps:
             cls = load_source(step.source, repo=self, strategy=strategy)
             try:
@@ -161,6 +163,34 @@ class Repository:
                 ) from exc
             pipeline.add_step(step.name, instance)
         return pipeline
+
+    # -- runs ----------------------------------------------------------------------------
+
+    @property
+    def run_store(self) -> Any:
+        """The run store (``store.path`` in the config, env ``ZGIT_STORE``; default
+        ``.zgit/store``), created on first use."""
+        from zgit.runs.runner import store_for
+
+        return store_for(self)
+
+    def runs(self, pipeline: Optional[str] = None, limit: Optional[int] = None) -> List[Any]:
+        """Recorded runs, newest first (optionally of one pipeline), without their steps;
+        :meth:`get_run` gives one with its steps."""
+        return self.run_store.list_runs(pipeline, limit)
+
+    def get_run(self, run_id: str) -> Any:
+        """The recorded run ``run_id`` (a unique prefix will do) with its steps;
+        :class:`RunNotFoundError` when there is none."""
+        return self.run_store.get_run(run_id)
+
+    def rerun(self, run_id: str, *, strategy: Optional[str] = None, engine: Any = None) -> Any:
+        """Re-execute the recorded run from its recorded sources, args and first input,
+        with the cache off, and compare every step's output with the recorded one
+        (a :class:`zgit.runs.rerun.RerunReport`; ``.reproduced`` is True when all match)."""
+        from zgit.runs.rerun import rerun
+
+        return rerun(self, run_id, strategy=strategy, engine=engine)
 
     def __repr__(self) -> str:
         return f"Repository({str(self.root)!r})"
