@@ -322,11 +322,15 @@ class GitRepo:
     def refresh_index_stat(self, expected: Dict[str, str]) -> List[str]:
         """Refresh the index's stat data of work-tree files zgit put back (``{path: blob id}``).
 
-        Only entries whose id is that blob id and equals the file's content as git hashes it
-        (clean filters applied) are touched, so the index records nothing new: ``git
-        diff-index HEAD`` then agrees with ``git status`` as it did before the checkout.
-        Returns the paths refreshed.  Never raises for a busy index (another git holds
-        ``index.lock``): that is only logged, and git refreshes the entries itself later.
+        The files are the user's own, moved back after a checkout: the same inode, mtime and
+        content as before it, when the module directory was clean, so their content as git
+        hashes it is HEAD's blob.  Only entries whose id is that blob id are touched, and
+        only their stat data changes (the move changed each file's ctime): ``git diff-index
+        HEAD`` then agrees with ``git status`` as before the load.  Nothing is re-hashed
+        where libgit2 lets the entry be updated as it is; elsewhere the file is hashed
+        through libgit2's filters and kept only when that gives the same id.  Returns the
+        paths refreshed.  Never raises for a busy index (another git holds ``index.lock``):
+        that is logged, and git refreshes the entries itself later.
         """
         if not expected:
             return []
@@ -337,13 +341,18 @@ class GitRepo:
                 wanted = [p for p, oid in expected.items() if _index_id(index, p) == oid]
                 if not wanted:
                     return []
-                for path in wanted:
-                    index.add(path)  # restats the file and hashes it through the filters
-                good = [p for p in wanted if _index_id(index, p) == expected[p]]
-                if len(good) != len(wanted):
-                    index.read(True)  # drop what add() did to other entries, keep the good ones
+                hashed = [p for p in wanted if not _restat_entry(index, p, os.path.join(self.root, p))]
+                for path in hashed:
+                    index.add(path)  # restats the file and hashes it through libgit2's filters
+                bad = [p for p in hashed if _index_id(index, p) != expected[p]]
+                if bad:
+                    index.read(True)  # undo what add() did; keep only what is known good
+                    good = [p for p in wanted if p not in bad]
                     for path in good:
-                        index.add(path)
+                        if not _restat_entry(index, path, os.path.join(self.root, path)):
+                            index.add(path)
+                else:
+                    good = wanted
                 if good:
                     index.write()
                 return good
@@ -386,6 +395,35 @@ class GitRepo:
         (a whole-repository status: for reports, never on a hot path)."""
         with self._lock:
             return {path: int(flags) for path, flags in self._repo.status().items()}
+
+def _restat_entry(index: "pygit2.Index", path: str, full: str) -> bool:
+    """Give the index entry at ``path`` the stat data of the file ``full``, keeping its id,
+    mode and flags (libgit2's ``git_index_add`` with a copy of the entry); False where
+    pygit2's C layer does not offer that, so the caller hashes the file instead."""
+    try:
+        from pygit2.ffi import C, ffi  # pygit2's own cffi binding of libgit2
+    except ImportError:
+        return False
+    st = os.lstat(full)
+    encoded = os.fsencode(path)
+    current = C.git_index_get_bypath(index._index, encoded, 0)
+    if current == ffi.NULL:
+        return False
+    entry = ffi.new("git_index_entry *")
+    ffi.buffer(entry)[:] = ffi.buffer(current)[:]
+    name = ffi.new("char[]", encoded)
+    entry.path = name
+    entry.ctime.seconds = st.st_ctime_ns // 10**9
+    entry.ctime.nanoseconds = st.st_ctime_ns % 10**9
+    entry.mtime.seconds = st.st_mtime_ns // 10**9
+    entry.mtime.nanoseconds = st.st_mtime_ns % 10**9
+    entry.dev = st.st_dev & 0xFFFFFFFF
+    entry.ino = st.st_ino & 0xFFFFFFFF
+    entry.uid = st.st_uid & 0xFFFFFFFF
+    entry.gid = st.st_gid & 0xFFFFFFFF
+    entry.file_size = st.st_size & 0xFFFFFFFF
+    return C.git_index_add(index._index, entry) == 0
+
 
 def _index_id(index: "pygit2.Index", path: str) -> Optional[str]:
     try:
