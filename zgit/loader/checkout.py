@@ -63,6 +63,17 @@ def _state_dir(git: GitRepo) -> Path:
     return path
 
 
+# filelock's own primitive on a descriptor zgit keeps open (filelock >= 3.30): taking the
+# lock is then one flock() call, as cheap as a kept fcntl lock, where FileLock opens, checks
+# and closes the lock file every time (~0.2-1 ms, most of a small load's cost).
+_lock_descriptor = getattr(filelock, "lock_descriptor", None)
+_unlock_descriptor = getattr(filelock, "unlock_descriptor", None)
+_lock_paths: Dict[str, Tuple[Path, Path, str]] = {}  # git dir -> (state dir, lock file, as str)
+_kept_fds: Dict[str, Tuple[int, int]] = {}  # git dir -> (pid that opened it, descriptor)
+_owner_stamps: Dict[str, int] = {}  # git dir -> mtime of the lock file after this process wrote its pid
+_fd_depth: Dict[str, int] = {}  # git dir -> re-entrant holds of the kept descriptor's lock
+
+
 @contextlib.contextmanager
 def locked(git: GitRepo, timeout: float) -> Iterator[Path]:
     """Hold this repository's thread lock and process lock; yields the state directory.
@@ -71,38 +82,117 @@ def locked(git: GitRepo, timeout: float) -> Iterator[Path]:
     the lock file and the process that holds it.  Always releases, on any exception.
     Re-entrant within a thread.
     """
-    state = _state_dir(git)
     key = str(git.git_dir)
-    with _thread_locks_guard:
-        thread_lock = _thread_locks.setdefault(key, threading.RLock())
-        file_lock = _file_locks.get(key)
-        if file_lock is None:
-            file_lock = _file_locks[key] = filelock.FileLock(str(state / LOCK_NAME))
-    lock_path = state / LOCK_NAME
+    known = _lock_paths.get(key)
+    if known is None:
+        state = _state_dir(git)
+        with _thread_locks_guard:
+            _thread_locks.setdefault(key, threading.RLock())
+        known = _lock_paths[key] = (state, state / LOCK_NAME, str(state / LOCK_NAME))
+    state, lock_path, lock_name = known
+    thread_lock = _thread_locks[key]
     if not thread_lock.acquire(timeout=timeout if timeout >= 0 else -1):
         raise LockTimeoutError(
             f"another thread of this process has held the checkout lock {lock_path} for more "
             f"than {timeout:g} s; raise loader.lock_timeout (ZGIT_LOCK_TIMEOUT) or use strategy 'memory'"
         )
     try:
-        try:
-            file_lock.acquire(timeout=timeout, poll_interval=0.01)
-        except filelock.Timeout:
-            holder = _read_owner(state)
-            raise LockTimeoutError(
-                f"could not get the checkout lock {lock_path} within {timeout:g} s: "
-                f"{holder} holds it. If that process is stuck, stop it and run 'zgit recover'; "
-                "or raise loader.lock_timeout (ZGIT_LOCK_TIMEOUT), or load with strategy 'memory'"
-            ) from None
-        try:
-            if file_lock.lock_counter == 1:
-                with contextlib.suppress(OSError):  # only informs error messages (disk full)
-                    _write_owner(state)
-            yield state
-        finally:
-            file_lock.release()
+        if _lock_descriptor is None:
+            with _file_locked(state, key, timeout):
+                yield state
+        elif _fd_depth.get(key, 0):  # re-entered by this thread: the lock is held already
+            _fd_depth[key] += 1
+            try:
+                yield state
+            finally:
+                _fd_depth[key] -= 1
+        else:
+            fd = _descriptor_lock(state, lock_name, key, timeout)
+            _fd_depth[key] = 1
+            try:
+                yield state
+            finally:
+                _fd_depth[key] = 0
+                _unlock_descriptor(fd)
     finally:
         thread_lock.release()
+
+
+def _timed_out(lock_path: Path, state: Path, timeout: float) -> LockTimeoutError:
+    return LockTimeoutError(
+        f"could not get the checkout lock {lock_path} within {timeout:g} s: "
+        f"{_read_owner(state)} holds it. If that process is stuck, stop it and run 'zgit recover'; "
+        "or raise loader.lock_timeout (ZGIT_LOCK_TIMEOUT), or load with strategy 'memory'"
+    )
+
+
+def _descriptor_lock(state: Path, lock_path: str, key: str, timeout: float) -> int:
+    """Take the process lock with filelock's ``lock_descriptor`` on the kept descriptor;
+    returns it (locked).  The caller holds the thread lock."""
+    deadline = None if timeout < 0 else time.monotonic() + timeout
+    while True:
+        fd = _kept_fd(lock_path, key)
+        if _lock_descriptor(fd, blocking=False):
+            held = os.fstat(fd)
+            if held.st_nlink:
+                break
+            # The lock file was deleted (.git/zgit removed) since it was opened: a lock on
+            # it excludes nobody.  Open the file that is there now.
+            _unlock_descriptor(fd)
+            _forget_fd(key)
+            continue
+        if deadline is not None and time.monotonic() >= deadline:
+            raise _timed_out(state / LOCK_NAME, state, timeout) from None
+        time.sleep(0.01)
+    # The holder's pid, for another process's error message; unchanged since this process
+    # wrote it (same mtime) means nobody else wrote since: no write needed.
+    if _owner_stamps.get(key) != held.st_mtime_ns:
+        with contextlib.suppress(OSError):  # only informs error messages (disk full)
+            os.pwrite(fd, f"{os.getpid():>12}\n".encode(), 0)
+            _owner_stamps[key] = os.fstat(fd).st_mtime_ns
+    return fd
+
+
+def _kept_fd(lock_path: str, key: str) -> int:
+    """This process's open descriptor of the lock file (a forked child opens its own: a
+    flock belongs to the open file, which the child would share with its parent)."""
+    kept = _kept_fds.get(key)
+    if kept is not None and kept[0] == os.getpid():
+        return kept[1]
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)  # not inherited across exec
+    except FileNotFoundError:  # .git/zgit was deleted since: make it again
+        os.makedirs(os.path.dirname(lock_path), exist_ok=True)
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    _kept_fds[key] = (os.getpid(), fd)
+    return fd
+
+
+def _forget_fd(key: str) -> None:
+    kept = _kept_fds.pop(key, None)
+    if kept is not None and kept[0] == os.getpid():
+        with contextlib.suppress(OSError):
+            os.close(kept[1])
+
+
+@contextlib.contextmanager
+def _file_locked(state: Path, key: str, timeout: float) -> Iterator[None]:
+    """The process lock through :class:`filelock.FileLock` (filelock before 3.30)."""
+    with _thread_locks_guard:
+        file_lock = _file_locks.get(key)
+        if file_lock is None:
+            file_lock = _file_locks[key] = filelock.FileLock(str(state / LOCK_NAME))
+    try:
+        file_lock.acquire(timeout=timeout, poll_interval=0.01)
+    except filelock.Timeout:
+        raise _timed_out(state / LOCK_NAME, state, timeout) from None
+    try:
+        if file_lock.lock_counter == 1:
+            with contextlib.suppress(OSError):  # only informs error messages (disk full)
+                _write_owner(state)
+        yield
+    finally:
+        file_lock.release()
 
 
 def _write_owner(state: Path) -> None:
@@ -115,11 +205,14 @@ def _write_owner(state: Path) -> None:
 
 
 def _read_owner(state: Path) -> str:
-    try:
-        pid = int((state / OWNER_NAME).read_text().strip())
-    except (OSError, ValueError):
-        return "another process (pid unknown)"
-    return f"process {pid}"
+    """Who holds the lock: the pid the holder wrote into the lock file (or, with an older
+    filelock, into the owner file)."""
+    for name in ((LOCK_NAME, OWNER_NAME) if _lock_descriptor is not None else (OWNER_NAME,)):
+        try:
+            return f"process {int((state / name).read_text().strip())}"
+        except (OSError, ValueError):
+            continue
+    return "another process (pid unknown)"
 
 
 # -- the journal -------------------------------------------------------------------------
