@@ -339,3 +339,26 @@ def test_recover_keep_edits_on_the_command_line(repo):
     assert repo.status() == f" M {MODULE_DIR}/my_trainer_step.py\n"
     assert not (repo.path / JOURNAL).exists()
     assert not any((repo.path / ".git" / "zgit" / "aside").iterdir())
+
+
+def test_a_journal_of_an_older_zgit_still_recovers(repo):
+    """A version 1 journal (zgit before move-aside restores) names no waiting files: recover
+    writes HEAD's files from the object database, with the permission bits it recorded."""
+    import json
+
+    shas = build_history(repo, 2)
+    (repo.path / MODULE_DIR / "helper.py").chmod(0o600)
+    before_status, before_files = repo.status(), repo.snapshot()
+    _crash(repo, shas[0])
+    journal = json.loads((repo.path / JOURNAL).read_text())
+    aside = repo.path / ".git" / "zgit" / "aside"
+    for name, _path, _in_state in [(a[1], a[0], a[2]) for a in journal["asides"]]:
+        (repo.path / ".git" / "zgit" / name).unlink()  # zgit 1 unlinked the user's files
+    for key in ("asides", "bytecode", "stats"):
+        journal.pop(key)
+    journal["version"] = 1
+    journal["perms"] = {f"{MODULE_DIR}/helper.py": 0o600}
+    (repo.path / JOURNAL).write_text(json.dumps(journal))
+    assert sorted(zgit.recover(repo.path)) == [f"{MODULE_DIR}/helper.py", f"{MODULE_DIR}/my_trainer_step.py"]
+    assert (repo.status(), repo.snapshot()) == (before_status, before_files)
+    assert not (repo.path / JOURNAL).exists() and not any(aside.iterdir())

@@ -1,17 +1,20 @@
 """The checkout strategy: a module directory is its content at the pin for one import.
 
 In this order: thread lock, process lock (filelock), undo a journal left by a dead
-process, refuse a dirty module directory, write the journal, make the module directory
-exactly its content at the pin, import, restore it exactly to HEAD in a ``finally``
-(``KeyboardInterrupt`` included), drop the journal, release.
+process, refuse a dirty module directory, write the journal, move the user's changed
+files (and their bytecode) aside and write the pin as ``git checkout`` would, import, move
+the user's own files back in a ``finally`` (Ctrl-C, SIGTERM and SIGHUP included), refresh
+their stat data in the index, drop the journal, release.
 
-Why nothing can be lost: zgit only touches a module directory that is clean, so every
-byte it replaces is in HEAD's objects, and the journal names them.  The journal is
-written (atomically, by rename) before the first byte of the work tree changes, so a
-process killed at any point leaves either an untouched tree or a journal that
-:func:`recover` follows.  Files are replaced by rename too: each is either wholly its
-HEAD content or wholly its pinned content, never half-written.  ``recover`` never
-overwrites a file that is neither: somebody edited it, and it says so.
+Why nothing can be lost: zgit only touches a module directory that is clean, and the
+journal -- written (atomically, by rename) before the first byte of the work tree changes
+-- names every changed path and where the user's own file waits meanwhile (under
+``.git/zgit/aside/``, or beside the file on another file system).  Moving a file aside and
+back is a rename, which keeps its bytes, mode, mtime and inode, and needs no disk space.
+A process killed at any point leaves either an untouched tree or a journal that
+:func:`recover` follows.  Pinned files are written by rename too: each path is wholly the
+user's file, wholly the pinned one, or briefly absent, never half-written.  ``recover``
+never overwrites a file that is neither: somebody edited it, and it says so.
 """
 
 from __future__ import annotations
