@@ -402,11 +402,13 @@ def _restat_entry(index: "pygit2.Index", path: str, full: str) -> bool:
     pygit2's C layer does not offer that, so the caller hashes the file instead."""
     try:
         from pygit2.ffi import C, ffi  # pygit2's own cffi binding of libgit2
-    except ImportError:
+        handle = index._index
+        get_bypath, add = C.git_index_get_bypath, C.git_index_add
+    except (ImportError, AttributeError):  # another pygit2 than 1.14-1.21's layout
         return False
     st = os.lstat(full)
     encoded = os.fsencode(path)
-    current = C.git_index_get_bypath(index._index, encoded, 0)
+    current = get_bypath(handle, encoded, 0)
     if current == ffi.NULL:
         return False
     entry = ffi.new("git_index_entry *")
@@ -422,7 +424,7 @@ def _restat_entry(index: "pygit2.Index", path: str, full: str) -> bool:
     entry.uid = st.st_uid & 0xFFFFFFFF
     entry.gid = st.st_gid & 0xFFFFFFFF
     entry.file_size = st.st_size & 0xFFFFFFFF
-    return C.git_index_add(index._index, entry) == 0
+    return add(handle, entry) == 0
 
 
 def _index_id(index: "pygit2.Index", path: str) -> Optional[str]:
