@@ -782,7 +782,7 @@ def checked_out(
         # the journal, and the import is served from the object database either way.
         yield
         return
-    with _SignalGuard() as guard, locked(git, timeout) as state:
+    with locked(git, timeout) as state:
         recover_locked(git, state)
         head = git.head_sha()
         dirty = [p for p in git.dirty_paths(module_dir, head) if not is_bytecode_cache(p)]
@@ -824,29 +824,33 @@ def checked_out(
             "created_dirs": _dirs_to_create(git, changes),
             "perms": _own_permissions(git, changes),
         }
-        journal_path = _write_journal_or_explain(state, payload, fsync)
-        _fault("journal-written")
-        written: Dict[str, Stat] = {}
-        journal = dict(payload, changes=changes, asides=asides, bytecode=bytecode)
-        _active.depth = 1
-        try:
+        # Signals matter from here on (before, the default action of SIGTERM leaves
+        # nothing behind): they end the process only once the tree is restored.
+        with _SignalGuard() as guard:
             with guard.critical():
-                _materialize(git, changes, module_dir, state, journal, payload, fsync, written)
-            _fault("after-materialize")
-            yield
-            _fault("after-import")
-        finally:
-            _active.depth = 0
-            with guard.critical():
-                try:
-                    undo(git, journal, written=written)
-                except OSError as exc:
-                    raise ZgitError(
-                        f"could not put module directory {module_dir!r} back to HEAD: "
-                        f"{exc.strerror or exc}. Fix the cause (disk space, permissions) and run "
-                        "'zgit recover'; the journal in .git/zgit/ knows what to restore"
-                    ) from exc
-                os.unlink(journal_path)
+                journal_path = _write_journal_or_explain(state, payload, fsync)
+            _fault("journal-written")
+            written: Dict[str, Stat] = {}
+            journal = dict(payload, changes=changes, asides=asides, bytecode=bytecode)
+            _active.depth = 1
+            try:
+                with guard.critical():
+                    _materialize(git, changes, module_dir, state, journal, payload, fsync, written)
+                _fault("after-materialize")
+                yield
+                _fault("after-import")
+            finally:
+                _active.depth = 0
+                with guard.critical():
+                    try:
+                        undo(git, journal, written=written)
+                    except OSError as exc:
+                        raise ZgitError(
+                            f"could not put module directory {module_dir!r} back to HEAD: "
+                            f"{exc.strerror or exc}. Fix the cause (disk space, permissions) and run "
+                            "'zgit recover'; the journal in .git/zgit/ knows what to restore"
+                        ) from exc
+                    os.unlink(journal_path)
 
 
 def _plan_asides(git: GitRepo, state: Path, changes: List[Change]):
