@@ -25,6 +25,10 @@ What is measured (issues 2, 3, 5 and 7):
   (``load.memory_vs_pyc``, ``load.memory_vs_pyc_cold``: ratios of CPU time, both being
   in-process work; ``..._wall`` the same in wall-clock time).  Full mode adds checkout
   against legacy in a repository of 20k more files.
+  ``checkout_overhead_small`` is (legacy - plain import) / (checkout - memory): the legacy
+  sequence's cost around the import per unit of what the checkout strategy adds to the
+  memory strategy's (the same import, nothing written); full mode gives the same in the
+  20k-file repository (``checkout_overhead_20k``), on the same file system.
 * **hook**: importing 200 fresh unrelated modules in processes with and without
   ``import zgit`` (zgit's import hook must cost nothing measurable), in CPU time; also
   within one process with zgit's finders taken out and put back, and the direct cost of
@@ -53,8 +57,8 @@ spent preempted by others.  Repositories are built by the shared fixture builder
 (fixtures/builder.py) in temporary directories and removed afterwards; the pin-check
 ones go to ``/dev/shm`` when it has room (creating 100k files on a busy disk takes
 minutes; the measured operations read warm caches either way), override with --tmpdir.
-The load benchmark's repository stays on the ordinary temporary directory's disk, since
-the checkout strategy and the legacy sequence write files.
+The load benchmark's repositories (both sizes) stay on the ordinary temporary directory's
+disk, since the checkout strategy and the legacy sequence write files.
 """
 
 from __future__ import annotations
@@ -292,7 +296,7 @@ def check_agreement(root: Path, legacy: Optional[LegacyGitWrapper], dirty_too: b
     target.write_bytes(original + b"# edited\n")
     try:
         z, cli, old = answers()
-        if z != [f"{MODULE_DIR}/part3.py"] or not cli or old is not False:
+        if z != [f"{MODULE_DIR}/part3.py"] or not cli or (legacy is not None and old is not False):
             raise AssertionError(f"an edited file should be dirty: zgit {z}, git {cli}, legacy {old}")
     finally:
         target.write_bytes(original)
@@ -608,10 +612,15 @@ def bench_load(base: Path, quick: bool, profile: Optional[dict], filler: int = 0
     _drop_bytecode(root / "trainers")
     importlib.import_module("trainers")  # the real parent package, as zgit's loads leave it
 
-    def zgit_load(strategy: str) -> Callable[[], float]:
+    def zgit_load(strategy: str, refresh_index: bool = True) -> Callable[[], float]:
         def measure() -> float:
             forget_loaded()
-            seconds = timed(lambda: load_source(source, repo=repository, strategy=strategy))
+            if not refresh_index:  # what the index refresh after a checkout costs (a figure only)
+                repository.git.refresh_index_stat = lambda expected: []  # type: ignore[method-assign]
+            try:
+                seconds = timed(lambda: load_source(source, repo=repository, strategy=strategy))
+            finally:
+                repository.git.__dict__.pop("refresh_index_stat", None)
             assert load_source(source, repo=repository).version == pin_version
             return seconds
         return measure
@@ -713,11 +722,15 @@ def bench_load(base: Path, quick: bool, profile: Optional[dict], filler: int = 0
     if filler:
         contenders = [
             Contender("checkout", zgit_load("checkout"), 30, warmup=2),
+            Contender("checkout_no_index_refresh", zgit_load("checkout", refresh_index=False), 30, warmup=2),
+            Contender("memory", zgit_load("memory"), 30, warmup=2),
             Contender("legacy", legacy, 10, warmup=1),
+            Contender("plain_import", plain, 30, warmup=2),
         ]
     else:
         contenders = [
             Contender("checkout", zgit_load("checkout"), n, warmup=2),
+            Contender("checkout_no_index_refresh", zgit_load("checkout", refresh_index=False), n, warmup=2),
             Contender("memory", zgit_load("memory"), n, warmup=2),
             Contender("legacy", legacy, max(n // 2, 4), warmup=2),
             Contender("plain_import", plain, n, warmup=2),
@@ -748,6 +761,10 @@ def bench_load(base: Path, quick: bool, profile: Optional[dict], filler: int = 0
             "tmpdir": str(base.parent),
             "checkout_ms": median(times["checkout"]) * 1e3,
             "legacy_ms": median(times["legacy"]) * 1e3,
+            "memory_ms": median(times["memory"]) * 1e3,
+            "plain_import_ms": median(times["plain_import"]) * 1e3,
+            "checkout_overhead": checkout_overhead(times),
+            "checkout_overhead_no_index_refresh": checkout_overhead(times, "checkout_no_index_refresh"),
             "repeats": {k: len(v) for k, v in times.items()},
         }
 
@@ -812,8 +829,26 @@ def bench_load(base: Path, quick: bool, profile: Optional[dict], filler: int = 0
             "plain_import_cpu_us": median(cpu["tiny_plain"]) * 1e6,
         },
         "pin_commits_back": PIN_BACK,
+        # what the legacy sequence costs beyond the import, per unit of what the checkout
+        # strategy costs beyond the memory strategy (the same import, nothing written)
+        "checkout_overhead_small": checkout_overhead(times),
+        # the same without refreshing the index's stat data after the restore (which keeps
+        # `git diff-index HEAD` agreeing with `git status`: one index write per load)
+        "checkout_overhead_small_no_index_refresh": checkout_overhead(times, "checkout_no_index_refresh"),
+        "checkout_no_index_refresh_ms": median(times["checkout_no_index_refresh"]) * 1e3,
         "repeats": {k: len(v) for k, v in times.items()},
     }
+
+
+def checkout_overhead(times: Dict[str, List[float]], checkout_key: str = "checkout") -> Optional[float]:
+    """(legacy - plain import) / (checkout - memory), from the medians of one run: how many
+    times more the legacy sequence spends around the import than zgit's checkout spends on
+    the disk.  None when the checkout's cost beyond memory is lost in the noise (<= 0)."""
+    legacy, plain = median(times["legacy"]), median(times["plain_import"])
+    checkout, memory = median(times[checkout_key]), median(times["memory"])
+    if None in (legacy, plain, checkout, memory) or checkout - memory <= 0:  # type: ignore[operator]
+        return None
+    return (legacy - plain) / (checkout - memory)  # type: ignore[operator]
 
 
 # -- the import hook on unrelated imports -------------------------------------------------
@@ -1260,6 +1295,11 @@ def targets(results: dict) -> Dict[str, dict]:
     if big_load:
         add(f"load in {big_load['files']} files: legacy / checkout",
             _ratio(big_load["legacy_ms"], big_load["checkout_ms"]), ">=", 20, "supplementary")
+    add("load.checkout_overhead_small: (legacy - plain) / (checkout - memory)",
+        load.get("checkout_overhead_small"), ">=", 10)
+    if big_load:
+        add(f"load.checkout_overhead_20k: the same in {big_load['files']} files",
+            load.get("checkout_overhead_20k"), ">=", 50)
     cpu = load.get("cpu_ms", {})
     cpu_ratio = _ratio(cpu.get("memory"), cpu.get("plain_import"))
     tiny = load.get("tiny", {})
@@ -1362,7 +1402,15 @@ def render(results: dict) -> str:
             lines.append(f"  in a repository of {big_load['files']} files (in {big_load['tmpdir']}): "
                          f"checkout {ms(big_load['checkout_ms'])}, "
                          f"legacy {ms(big_load['legacy_ms'])} "
-                         f"({x(_ratio(big_load['legacy_ms'], big_load['checkout_ms']))})")
+                         f"({x(_ratio(big_load['legacy_ms'], big_load['checkout_ms']))}), "
+                         f"memory {ms(big_load['memory_ms'])}, plain import {ms(big_load['plain_import_ms'])}")
+        lines.append(f"  checkout overhead, (legacy - plain) / (checkout - memory): "
+                     f"{x(load.get('checkout_overhead_small'))} here"
+                     + (f", {x(load.get('checkout_overhead_20k'))} in the 20k-file repository" if big_load else ""))
+        lines.append(f"    without the index refresh after the restore: "
+                     f"{x(load.get('checkout_overhead_small_no_index_refresh'))} here"
+                     + (f", {x(load.get('checkout_overhead_20k_no_index_refresh'))} in the 20k-file repository"
+                        if big_load else ""))
     hook = results.get("hook")
     if hook:
         lines += ["", f"Import hook: {hook['modules']} unrelated imports (cached bytecode; CPU time; medians "
@@ -1470,8 +1518,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             results["load"] = bench_load(Path(small), args.quick, profile)
             log(f"[load] checkout {results['load']['checkout_ms']:.2f} ms, legacy {results['load']['legacy_ms']:.2f} ms")
             if not args.quick:
-                big_load = bench_load(Path(big), False, None, filler=20000)
+                # On the same file system as the small repository: the overhead ratios of
+                # the two compare only when the disk is the same.
+                big_load = bench_load(Path(small), False, None, filler=20000)
                 results["load"]["in_big_repo"] = big_load
+                results["load"]["checkout_overhead_20k"] = big_load["checkout_overhead"]
+                results["load"]["checkout_overhead_20k_no_index_refresh"] = big_load["checkout_overhead_no_index_refresh"]
                 log(f"[load] in {big_load['files']} files: checkout {big_load['checkout_ms']:.2f} ms, "
                     f"legacy {big_load['legacy_ms']:.2f} ms")
         if "hook" not in skip:

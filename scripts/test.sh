@@ -9,6 +9,10 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$here/_venv.sh"
 zgit_venv '.[test]'   # also cds to the repository root
 
+# Python writes bytecode as it does for users (a machine may set PYTHONDONTWRITEBYTECODE):
+# the suite must hold with __pycache__ appearing in the test repositories.
+unset PYTHONDONTWRITEBYTECODE
+
 defaults=(-q -p no:cacheprovider)
 if .venv/bin/python -c 'import xdist' 2>/dev/null; then
     defaults+=(-n "${ZGIT_TEST_WORKERS:-2}")

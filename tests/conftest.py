@@ -4,7 +4,9 @@ Helpers (importable as ``from tests.conftest import git, status, snapshot``):
 
 - ``git(repo, *args)``: run git in ``repo`` with an isolated environment (no global or
   system configuration, fixed identity); returns stdout, raises AssertionError on failure.
-- ``status(repo)``: ``git status --porcelain --untracked-files=all``.
+- ``status(repo)``: ``git status --porcelain --untracked-files=all``, without Python's
+  bytecode caches (``__pycache__/``, ``*.pyc``): they never count (DESIGN, "clean"), and a
+  test's own imports write them when bytecode writing is on, as it is for users.
 - ``snapshot(repo)``: relpath -> (bytes, st_mode) of every file of the work tree, without
   ``.git/`` and ``__pycache__/`` (a symlink's bytes are its target).
 
@@ -84,9 +86,26 @@ def git(repo: Any, *args: str, check: bool = True, input: Optional[str] = None, 
     return result.stdout
 
 
-def status(repo: Any) -> str:
-    """``git status --porcelain --untracked-files=all`` (empty when the tree is clean)."""
-    return git(repo, "status", "--porcelain", "--untracked-files=all")
+BYTECODE_DIR = "__pycache__"
+BYTECODE_SUFFIXES = (".pyc", ".pyo")
+
+
+def is_bytecode(relpath: str) -> bool:
+    """True for paths Python writes by itself (``__pycache__/``, ``*.pyc``)."""
+    relpath = relpath.strip('"')
+    return relpath.endswith(BYTECODE_SUFFIXES) or BYTECODE_DIR in relpath.split("/")
+
+
+def status(repo: Any, bytecode: bool = False) -> str:
+    """``git status --porcelain --untracked-files=all`` (empty when the tree is clean);
+    lines about bytecode caches only with ``bytecode=True``."""
+    out = git(repo, "status", "--porcelain", "--untracked-files=all")
+    if bytecode:
+        return out
+    return "".join(
+        line for line in out.splitlines(keepends=True)
+        if not all(is_bytecode(part) for part in line[3:].rstrip("\n").split(" -> "))
+    )
 
 
 def snapshot(repo: Any) -> Dict[str, Tuple[bytes, int]]:

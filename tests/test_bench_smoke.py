@@ -38,6 +38,8 @@ def test_bench_quick_writes_every_key(tmp_path):
     assert LOAD_KEYS <= set(figures["load"])
     for key in LOAD_KEYS:
         assert figures["load"][key] > 0
+    # a ratio, or None when the checkout's cost beyond memory is lost in the noise
+    assert "checkout_overhead_small" in figures["load"]
     assert figures["hook"]["unrelated_import_ratio"] > 0
     audit = figures["audit"]
     if audit != "not available":

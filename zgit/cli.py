@@ -134,8 +134,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _sub(sub, "recover", "undo a temporary checkout left behind by a process that died",
              "Restore module directories that a killed 'checkout' load left at a pinned\n"
-             "version. Waits for the checkout lock, so it never undoes a live load.",
-             "zgit recover")
+             "version. Waits for the checkout lock, so it never undoes a live load. Files\n"
+             "edited since then are never overwritten: recover refuses and names them, unless\n"
+             "they now equal HEAD (kept and committed) or --keep-edits says to keep them.",
+             "zgit recover\nzgit recover --keep-edits   # keep my edited files as they are, restore the rest")
+    p.add_argument("--keep-edits", action="store_true",
+                   help="keep files edited since the checkout as they are; restore everything else")
     p.set_defaults(func=cmd_recover)
 
     p = _sub(sub, "demo", "run the end-to-end demo in a temporary repository",
@@ -569,7 +573,7 @@ def cmd_pin(args: argparse.Namespace, out: TextIO) -> int:
 def cmd_recover(args: argparse.Namespace, out: TextIO) -> int:
     from zgit import recover
 
-    restored = recover(_repository())
+    restored = recover(_repository(), keep_edits=args.keep_edits)
     for path in restored:
         out.write(f"restored {path}\n")
     if not restored:

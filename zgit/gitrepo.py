@@ -7,8 +7,11 @@ immutable, so what is read from them is cached by object id.
 from __future__ import annotations
 
 import functools
+import logging
 import os
+import shlex
 import stat
+import subprocess
 import sys
 import threading
 from dataclasses import dataclass
@@ -17,7 +20,9 @@ from typing import Dict, Iterator, List, Optional, Tuple
 
 import pygit2
 
-from zgit.errors import NotARepositoryError, PinNotFoundError
+from zgit.errors import NotARepositoryError, PinNotFoundError, ZgitError
+
+_log = logging.getLogger(__name__)
 
 MODE_BLOB = 0o100644
 MODE_EXEC = 0o100755
@@ -318,6 +323,89 @@ class GitRepo:
     def _pruned_dir(self, relpath: str) -> bool:
         return self.is_ignored(relpath + "/")
 
+    # -- what a checkout writes, and the index after it (zgit/loader/checkout.py) --------
+
+    def worktree_bytes(self, oid: str, relpath: str) -> bytes:
+        """The bytes ``git checkout`` writes for blob ``oid`` at ``relpath``.
+
+        libgit2's built-in filters (``core.autocrlf``, ``eol``/``text``, ``ident``) are
+        applied as for a checkout, then the smudge command of the path's ``filter``
+        attribute (``filter.<name>.smudge``), run as git runs it.  Without any filter this
+        is the blob itself.  Raises :class:`ZgitError` when a ``required`` filter fails.
+        """
+        data = self.blob(oid)
+        with self._lock:
+            filters = self._repo.load_filter_list(relpath, pygit2.enums.FilterMode.TO_WORKTREE)
+            if filters is not None and len(filters):
+                # BlobIO, not FilterList.apply_to_buffer: the latter stops at the first NUL.
+                with pygit2.BlobIO(self._repo[pygit2.Oid(hex=oid)], as_path=relpath) as stream:
+                    data = stream.read()
+            driver = self._filter_driver(relpath)
+        if driver is None:
+            return data
+        name, command, required = driver
+        return _run_filter(name, command, required, data, relpath, str(self.root))
+
+    def _filter_driver(self, relpath: str) -> "Tuple[str, str, bool] | None":
+        """(name, smudge command, required) of the path's external filter driver, if any."""
+        name = self._repo.get_attr(relpath, "filter")
+        if not isinstance(name, str) or not name:
+            return None
+        config = self._repo.config
+        key = f"filter.{name}.smudge"
+        command = config[key] if key in config else None
+        required_key = f"filter.{name}.required"
+        required = required_key in config and config.get_bool(required_key)
+        if not command:
+            if required:
+                raise ZgitError(
+                    f"{relpath}: filter {name!r} is required but has no smudge command; configure "
+                    f"filter.{name}.smudge as git needs it, or load with strategy='memory'"
+                )
+            return None
+        return name, str(command), bool(required)
+
+    def refresh_index_stat(self, expected: Dict[str, str]) -> List[str]:
+        """Refresh the index's stat data of work-tree files zgit put back (``{path: blob id}``).
+
+        The files are the user's own, moved back after a checkout: the same inode, mtime and
+        content as before it, when the module directory was clean, so their content as git
+        hashes it is HEAD's blob.  Only entries whose id is that blob id are touched, and
+        only their stat data changes (the move changed each file's ctime): ``git diff-index
+        HEAD`` then agrees with ``git status`` as before the load.  Nothing is re-hashed
+        where libgit2 lets the entry be updated as it is; elsewhere the file is hashed
+        through libgit2's filters and kept only when that gives the same id.  Returns the
+        paths refreshed.  Never raises for a busy index (another git holds ``index.lock``):
+        that is logged, and git refreshes the entries itself later.
+        """
+        if not expected:
+            return []
+        with self._lock:
+            try:
+                index = self._repo.index
+                index.read(False)
+                wanted = [p for p, oid in expected.items() if _index_id(index, p) == oid]
+                if not wanted:
+                    return []
+                hashed = [p for p in wanted if not _restat_entry(index, p, os.path.join(self.root, p))]
+                for path in hashed:
+                    index.add(path)  # restats the file and hashes it through libgit2's filters
+                bad = [p for p in hashed if _index_id(index, p) != expected[p]]
+                if bad:
+                    index.read(True)  # undo what add() did; keep only what is known good
+                    good = [p for p in wanted if p not in bad]
+                    for path in good:
+                        if not _restat_entry(index, path, os.path.join(self.root, path)):
+                            index.add(path)
+                else:
+                    good = wanted
+                if good:
+                    index.write()
+                return good
+            except (pygit2.GitError, OSError, ValueError) as exc:
+                _log.warning("could not refresh the index after a checkout (%s); git status will", exc)
+                return []
+
     # -- read-only helpers for the command line (zgit/cli.py) ----------------------------
 
     def expand_commit(self, rev: str) -> str:
@@ -353,6 +441,66 @@ class GitRepo:
         (a whole-repository status: for reports, never on a hot path)."""
         with self._lock:
             return {path: int(flags) for path, flags in self._repo.status().items()}
+
+def _restat_entry(index: "pygit2.Index", path: str, full: str) -> bool:
+    """Give the index entry at ``path`` the stat data of the file ``full``, keeping its id,
+    mode and flags (libgit2's ``git_index_add`` with a copy of the entry); False where
+    pygit2's C layer does not offer that, so the caller hashes the file instead."""
+    try:
+        from pygit2.ffi import C, ffi  # pygit2's own cffi binding of libgit2
+        handle = index._index
+        get_bypath, add = C.git_index_get_bypath, C.git_index_add
+    except (ImportError, AttributeError):  # another pygit2 than 1.14-1.21's layout
+        return False
+    st = os.lstat(full)
+    encoded = os.fsencode(path)
+    current = get_bypath(handle, encoded, 0)
+    if current == ffi.NULL:
+        return False
+    entry = ffi.new("git_index_entry *")
+    ffi.buffer(entry)[:] = ffi.buffer(current)[:]
+    name = ffi.new("char[]", encoded)
+    entry.path = name
+    entry.ctime.seconds = st.st_ctime_ns // 10**9
+    entry.ctime.nanoseconds = st.st_ctime_ns % 10**9
+    entry.mtime.seconds = st.st_mtime_ns // 10**9
+    entry.mtime.nanoseconds = st.st_mtime_ns % 10**9
+    entry.dev = st.st_dev & 0xFFFFFFFF
+    entry.ino = st.st_ino & 0xFFFFFFFF
+    entry.uid = st.st_uid & 0xFFFFFFFF
+    entry.gid = st.st_gid & 0xFFFFFFFF
+    entry.file_size = st.st_size & 0xFFFFFFFF
+    return add(handle, entry) == 0
+
+
+def _index_id(index: "pygit2.Index", path: str) -> Optional[str]:
+    try:
+        return str(index[path].id)
+    except (KeyError, ValueError):
+        return None
+
+
+def _run_filter(name: str, command: str, required: bool, data: bytes, relpath: str, cwd: str) -> bytes:
+    """Run a filter driver's command as git does (``sh -c``, ``%f`` the quoted path)."""
+    line = command.replace("%f", shlex.quote(relpath))
+    try:
+        done = subprocess.run(["sh", "-c", line], input=data, cwd=cwd, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, check=False)
+    except OSError as exc:
+        failure = str(exc)
+    else:
+        if done.returncode == 0:
+            return done.stdout
+        failure = f"exit {done.returncode}: {done.stderr.decode(errors='replace').strip()}"
+    if required:
+        raise ZgitError(
+            f"the smudge filter {name!r} failed for {relpath} ({failure}); fix filter.{name}.smudge "
+            "(git checkout fails the same way), or load with strategy='memory'"
+        )
+    _log.warning("smudge filter %r failed for %s (%s): writing the blob unfiltered, as git does",
+                 name, relpath, failure)
+    return data
+
 
 def _matches(full: str, st: os.stat_result, entry: Entry) -> bool:
     if stat.S_ISLNK(st.st_mode):

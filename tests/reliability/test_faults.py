@@ -11,6 +11,7 @@ overwritten.
 from __future__ import annotations
 
 import os
+import py_compile
 import signal
 import subprocess
 import sys
@@ -34,7 +35,8 @@ from tests.reliability._util import (
 
 pytestmark = pytest.mark.reliability
 
-KILL_POINTS = ["journal-written", "mid-materialize", "after-materialize", "after-import", "mid-restore"]
+KILL_POINTS = ["journal-written", "bytecode-aside", "mid-materialize", "after-materialize", "after-import",
+               "mid-restore", "after-restore"]
 # Kill points after which the module directory is wholly the pin's.
 AT_PIN = {"after-materialize", "after-import"}
 
@@ -59,13 +61,16 @@ def recover_in_subprocess(repo, env=None):
 @pytest.mark.parametrize("point", KILL_POINTS)
 def test_recover_restores_the_tree_exactly(repo, point, how):
     pin, _head = build_rich(repo)
-    before = repo.state()
+    compile_head(repo)
+    before, files = repo.state(), identity(repo, MODULE_DIR)
     crash(repo, pin, point)
     if point in AT_PIN:
         # The fault is real: the dead process left the module directory at the pin.
         assert files_on_disk(repo, MODULE_DIR) == files_at(repo, pin, MODULE_DIR)
     elif point == "journal-written":
         assert repo.state() == before  # the journal comes before the first byte of the tree
+    elif point == "after-restore":
+        assert repo.state() == before  # restored; only the journal is left to drop
     if how == "library":
         restored = zgit.recover(repo.path)
         assert isinstance(restored, list)
@@ -75,10 +80,33 @@ def test_recover_restores_the_tree_exactly(repo, point, how):
         out = recover_in_subprocess(repo)
         assert out.returncode == 0, out.stderr
     assert repo.state() == before
+    # The user's own files came back themselves: inode and mtime too, bytecode included.
+    assert identity(repo, MODULE_DIR) == files
     assert not repo.journal.exists()
     # A second recover has nothing to do, and does nothing.
     assert zgit.recover(repo.path) == []
     assert repo.state() == before
+
+
+def compile_head(repo):
+    """The user's bytecode of HEAD's modules in the module directory, as an import writes it."""
+    for path in sorted((repo.path / MODULE_DIR).rglob("*.py")):
+        if "__pycache__" not in path.parts:
+            py_compile.compile(str(path), doraise=True)
+    assert list((repo.path / MODULE_DIR / "__pycache__").glob("step.*.pyc"))
+
+
+def identity(repo, directory):
+    """Every file below ``directory`` (bytecode included): (inode, mtime_ns, bytes, mode)."""
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(repo.path / directory):
+        links = [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]
+        for name in filenames + links:
+            full = os.path.join(dirpath, name)
+            st = os.lstat(full)
+            data = os.readlink(full).encode() if os.path.islink(full) else open(full, "rb").read()
+            out[os.path.relpath(full, repo.path)] = (st.st_ino, st.st_mtime_ns, data, st.st_mode)
+    return out
 
 
 @pytest.mark.parametrize("point", KILL_POINTS)

@@ -42,6 +42,13 @@ if FILL:  # the pinned code itself fills the disk while it imports (a cache, a d
                 handle.flush()
         except OSError:
             pass
+FREEZE = os.environ.get("RELIABILITY_FREEZE")
+if FREEZE:  # the module directory becomes unwritable while the pin is imported
+    if os.geteuid() == 0:
+        import subprocess
+        subprocess.run(["chattr", "+i", FREEZE], check=True)
+    else:
+        os.chmod(FREEZE, 0o555)
 
 
 class Step:
@@ -248,22 +255,46 @@ def test_disk_full_while_writing_the_pin(small_disk, monkeypatch, leave, where):
     assert_clean_failure(repo, before, info.value, where)
 
 
-def test_disk_full_while_restoring_then_recover(small_disk, monkeypatch):
-    """The pinned code fills the disk while it imports, so HEAD's files cannot all be put
-    back: a ZgitError says to run recover, the journal stays, and recover (with space
-    again) restores the tree exactly."""
+def test_disk_full_while_importing_still_restores(small_disk, monkeypatch):
+    """The pinned code fills the disk while it imports.  HEAD's files come back all the
+    same: they waited aside on the same file system, and moving them back needs no space."""
     repo = Repo(small_disk / "project")
     monkeypatch.chdir(repo.path)
     pin = build(repo, head_big=True)
     before = repo.state()
     filler = small_disk / "filler"
     monkeypatch.setenv("RELIABILITY_FILL", str(filler))
-    with pytest.raises(Exception) as info:
-        load_source(f"{STEP}@{pin}", repo=repo.path, strategy="checkout")
+    try:
+        assert load_source(f"{STEP}@{pin}", repo=repo.path, strategy="checkout").VERSION == "pin"
+    finally:
+        filler.unlink()
+    assert repo.state() == before
+    assert not repo.journal.exists()
+    assert zgit.recover(repo.path) == []
+
+
+def test_restore_that_cannot_finish_then_recover(repo, tmp_path, monkeypatch):
+    """The module directory becomes unwritable while the pin is imported (chattr +i; chmod
+    for other users), so HEAD's files cannot all be put back: a ZgitError says to run
+    recover, the journal stays, and recover (once writable again) restores the tree exactly."""
+    pin = build(repo, head_big=True)
+    before = repo.state()
+    target = repo.path / "pkg/mod"
+    if os.geteuid() == 0:
+        if not _chattr_works(tmp_path / "probe"):
+            pytest.skip("running as root and chattr +i is not supported here: no real way to deny a write")
+        lift = ["chattr", "-i", str(target)]
+    else:
+        lift = ["chmod", "755", str(target)]
+    monkeypatch.setenv("RELIABILITY_FREEZE", str(target))
+    try:
+        with pytest.raises(Exception) as info:
+            load_source(f"{STEP}@{pin}", strategy="checkout")
+    finally:
+        subprocess.run(lift, check=True)
     assert isinstance(info.value, ZgitError), repr(info.value)
     assert "recover" in str(info.value)
     assert repo.journal.exists()
-    filler.unlink()
     restored = zgit.recover(repo.path)
     assert restored  # what the failed restore could not put back
     assert repo.state() == before
@@ -307,4 +338,4 @@ def test_permission_bits_of_restored_files_are_kept(repo):
 
 
 # Figures for docs/guarantees.md: write faults injected by this module.
-WRITE_FAULTS = 4 + 2 + 3  # permission denied, file too large (EFBIG), disk full (ENOSPC)
+WRITE_FAULTS = 4 + 2 + 3 + 1  # permission denied, file too large (EFBIG), disk full (ENOSPC), frozen restore

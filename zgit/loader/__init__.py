@@ -179,17 +179,19 @@ def _load_unpinned(source: Source, repository: Repository) -> Any:
         raise SourceNotFoundError(f"{source}: module {source.module!r} has no attribute {source.attribute!r}") from None
 
 
-def recover(repo: RepoLike = None) -> List[str]:
+def recover(repo: RepoLike = None, *, keep_edits: bool = False) -> List[str]:
     """Undo a temporary checkout left behind by a process that died.
 
     Takes the checkout lock (waiting up to ``loader.lock_timeout``), so it never undoes a
     live checkout.  Returns the repository paths it restored (empty when there was
-    nothing to do).  Raises :class:`RecoverError` naming files edited since the
-    checkout: those are never overwritten.
+    nothing to do).  Files edited since the checkout are never overwritten: one that now
+    equals HEAD's version (the edit was kept and committed) stays as it is, and so does
+    every edited file with ``keep_edits``; otherwise :class:`RecoverError` names them and
+    nothing changes.
     """
     repository = Repository.coerce(repo)
     with checkout.locked(repository.git, repository.config.lock_timeout) as state:
-        return checkout.recover_locked(repository.git, state)
+        return checkout.recover_locked(repository.git, state, keep_edits=keep_edits)
 
 
 def forget_loaded() -> None:

@@ -1,23 +1,28 @@
 """The checkout strategy: a module directory is its content at the pin for one import.
 
 In this order: thread lock, process lock (filelock), undo a journal left by a dead
-process, refuse a dirty module directory, write the journal, make the module directory
-exactly its content at the pin, import, restore it exactly to HEAD in a ``finally``
-(``KeyboardInterrupt`` included), drop the journal, release.
+process, refuse a dirty module directory, write the journal, move the user's changed
+files (and their bytecode) aside and write the pin as ``git checkout`` would, import, move
+the user's own files back in a ``finally`` (Ctrl-C, SIGTERM and SIGHUP included), refresh
+their stat data in the index, drop the journal, release.
 
-Why nothing can be lost: zgit only touches a module directory that is clean, so every
-byte it replaces is in HEAD's objects, and the journal names them.  The journal is
-written (atomically, by rename) before the first byte of the work tree changes, so a
-process killed at any point leaves either an untouched tree or a journal that
-:func:`recover` follows.  Files are replaced by rename too: each is either wholly its
-HEAD content or wholly its pinned content, never half-written.  ``recover`` never
-overwrites a file that is neither: somebody edited it, and it says so.
+Why nothing can be lost: zgit only touches a module directory that is clean, and the
+journal -- written (atomically, by rename) before the first byte of the work tree changes
+-- names every changed path and where the user's own file waits meanwhile (under
+``.git/zgit/aside/``, or beside the file on another file system).  Moving a file aside and
+back is a rename, which keeps its bytes, mode, mtime and inode, and needs no disk space.
+A process killed at any point leaves either an untouched tree or a journal that
+:func:`recover` follows.  Pinned files are written by rename too: each path is wholly the
+user's file, wholly the pinned one, or briefly absent, never half-written.  ``recover``
+never overwrites a file that is neither: somebody edited it, and it says so.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
+import logging
 import os
 import signal
 import stat
@@ -35,7 +40,10 @@ from zgit.gitrepo import MODE_EXEC, MODE_GITLINK, MODE_LINK, Entry, GitRepo, is_
 JOURNAL_NAME = "journal.json"
 LOCK_NAME = "checkout.lock"
 OWNER_NAME = "checkout.owner"
+ASIDE_DIR = "aside"  # under .git/zgit/: the user's files wait here during a checkout
+JOURNAL_VERSION = 2  # 2: the user's files wait aside; 1: restored from the object database
 _TMP_MARK = ".zgit-tmp"
+_ASIDE_MARK = ".zgit-aside"  # beside the file, when .git is on another file system
 
 _thread_locks: Dict[str, threading.RLock] = {}
 _thread_locks_guard = threading.Lock()
@@ -58,6 +66,17 @@ def _state_dir(git: GitRepo) -> Path:
     return path
 
 
+# filelock's own primitive on a descriptor zgit keeps open (filelock >= 3.30): taking the
+# lock is then one flock() call, as cheap as a kept fcntl lock, where FileLock opens, checks
+# and closes the lock file every time (~0.2-1 ms, most of a small load's cost).
+_lock_descriptor = getattr(filelock, "lock_descriptor", None)
+_unlock_descriptor = getattr(filelock, "unlock_descriptor", None)
+_lock_paths: Dict[str, Tuple[Path, Path, str]] = {}  # git dir -> (state dir, lock file, as str)
+_kept_fds: Dict[str, Tuple[int, int]] = {}  # git dir -> (pid that opened it, descriptor)
+_owner_stamps: Dict[str, int] = {}  # git dir -> mtime of the lock file after this process wrote its pid
+_fd_depth: Dict[str, int] = {}  # git dir -> re-entrant holds of the kept descriptor's lock
+
+
 @contextlib.contextmanager
 def locked(git: GitRepo, timeout: float) -> Iterator[Path]:
     """Hold this repository's thread lock and process lock; yields the state directory.
@@ -66,38 +85,117 @@ def locked(git: GitRepo, timeout: float) -> Iterator[Path]:
     the lock file and the process that holds it.  Always releases, on any exception.
     Re-entrant within a thread.
     """
-    state = _state_dir(git)
     key = str(git.git_dir)
-    with _thread_locks_guard:
-        thread_lock = _thread_locks.setdefault(key, threading.RLock())
-        file_lock = _file_locks.get(key)
-        if file_lock is None:
-            file_lock = _file_locks[key] = filelock.FileLock(str(state / LOCK_NAME))
-    lock_path = state / LOCK_NAME
+    known = _lock_paths.get(key)
+    if known is None:
+        state = _state_dir(git)
+        with _thread_locks_guard:
+            _thread_locks.setdefault(key, threading.RLock())
+        known = _lock_paths[key] = (state, state / LOCK_NAME, str(state / LOCK_NAME))
+    state, lock_path, lock_name = known
+    thread_lock = _thread_locks[key]
     if not thread_lock.acquire(timeout=timeout if timeout >= 0 else -1):
         raise LockTimeoutError(
             f"another thread of this process has held the checkout lock {lock_path} for more "
             f"than {timeout:g} s; raise loader.lock_timeout (ZGIT_LOCK_TIMEOUT) or use strategy 'memory'"
         )
     try:
-        try:
-            file_lock.acquire(timeout=timeout, poll_interval=0.01)
-        except filelock.Timeout:
-            holder = _read_owner(state)
-            raise LockTimeoutError(
-                f"could not get the checkout lock {lock_path} within {timeout:g} s: "
-                f"{holder} holds it. If that process is stuck, stop it and run 'zgit recover'; "
-                "or raise loader.lock_timeout (ZGIT_LOCK_TIMEOUT), or load with strategy 'memory'"
-            ) from None
-        try:
-            if file_lock.lock_counter == 1:
-                with contextlib.suppress(OSError):  # only informs error messages (disk full)
-                    _write_owner(state)
-            yield state
-        finally:
-            file_lock.release()
+        if _lock_descriptor is None:
+            with _file_locked(state, key, timeout):
+                yield state
+        elif _fd_depth.get(key, 0):  # re-entered by this thread: the lock is held already
+            _fd_depth[key] += 1
+            try:
+                yield state
+            finally:
+                _fd_depth[key] -= 1
+        else:
+            fd = _descriptor_lock(state, lock_name, key, timeout)
+            _fd_depth[key] = 1
+            try:
+                yield state
+            finally:
+                _fd_depth[key] = 0
+                _unlock_descriptor(fd)
     finally:
         thread_lock.release()
+
+
+def _timed_out(lock_path: Path, state: Path, timeout: float) -> LockTimeoutError:
+    return LockTimeoutError(
+        f"could not get the checkout lock {lock_path} within {timeout:g} s: "
+        f"{_read_owner(state)} holds it. If that process is stuck, stop it and run 'zgit recover'; "
+        "or raise loader.lock_timeout (ZGIT_LOCK_TIMEOUT), or load with strategy 'memory'"
+    )
+
+
+def _descriptor_lock(state: Path, lock_path: str, key: str, timeout: float) -> int:
+    """Take the process lock with filelock's ``lock_descriptor`` on the kept descriptor;
+    returns it (locked).  The caller holds the thread lock."""
+    deadline = None if timeout < 0 else time.monotonic() + timeout
+    while True:
+        fd = _kept_fd(lock_path, key)
+        if _lock_descriptor(fd, blocking=False):
+            held = os.fstat(fd)
+            if held.st_nlink:
+                break
+            # The lock file was deleted (.git/zgit removed) since it was opened: a lock on
+            # it excludes nobody.  Open the file that is there now.
+            _unlock_descriptor(fd)
+            _forget_fd(key)
+            continue
+        if deadline is not None and time.monotonic() >= deadline:
+            raise _timed_out(state / LOCK_NAME, state, timeout) from None
+        time.sleep(0.01)
+    # The holder's pid, for another process's error message; unchanged since this process
+    # wrote it (same mtime) means nobody else wrote since: no write needed.
+    if _owner_stamps.get(key) != held.st_mtime_ns:
+        with contextlib.suppress(OSError):  # only informs error messages (disk full)
+            os.pwrite(fd, f"{os.getpid():>12}\n".encode(), 0)
+            _owner_stamps[key] = os.fstat(fd).st_mtime_ns
+    return fd
+
+
+def _kept_fd(lock_path: str, key: str) -> int:
+    """This process's open descriptor of the lock file (a forked child opens its own: a
+    flock belongs to the open file, which the child would share with its parent)."""
+    kept = _kept_fds.get(key)
+    if kept is not None and kept[0] == os.getpid():
+        return kept[1]
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)  # not inherited across exec
+    except FileNotFoundError:  # .git/zgit was deleted since: make it again
+        os.makedirs(os.path.dirname(lock_path), exist_ok=True)
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    _kept_fds[key] = (os.getpid(), fd)
+    return fd
+
+
+def _forget_fd(key: str) -> None:
+    kept = _kept_fds.pop(key, None)
+    if kept is not None and kept[0] == os.getpid():
+        with contextlib.suppress(OSError):
+            os.close(kept[1])
+
+
+@contextlib.contextmanager
+def _file_locked(state: Path, key: str, timeout: float) -> Iterator[None]:
+    """The process lock through :class:`filelock.FileLock` (filelock before 3.30)."""
+    with _thread_locks_guard:
+        file_lock = _file_locks.get(key)
+        if file_lock is None:
+            file_lock = _file_locks[key] = filelock.FileLock(str(state / LOCK_NAME))
+    try:
+        file_lock.acquire(timeout=timeout, poll_interval=0.01)
+    except filelock.Timeout:
+        raise _timed_out(state / LOCK_NAME, state, timeout) from None
+    try:
+        if file_lock.lock_counter == 1:
+            with contextlib.suppress(OSError):  # only informs error messages (disk full)
+                _write_owner(state)
+        yield
+    finally:
+        file_lock.release()
 
 
 def _write_owner(state: Path) -> None:
@@ -110,11 +208,14 @@ def _write_owner(state: Path) -> None:
 
 
 def _read_owner(state: Path) -> str:
-    try:
-        pid = int((state / OWNER_NAME).read_text().strip())
-    except (OSError, ValueError):
-        return "another process (pid unknown)"
-    return f"process {pid}"
+    """Who holds the lock: the pid the holder wrote into the lock file (or, with an older
+    filelock, into the owner file)."""
+    for name in ((LOCK_NAME, OWNER_NAME) if _lock_descriptor is not None else (OWNER_NAME,)):
+        try:
+            return f"process {int((state / name).read_text().strip())}"
+        except (OSError, ValueError):
+            continue
+    return "another process (pid unknown)"
 
 
 # -- the journal -------------------------------------------------------------------------
@@ -127,6 +228,33 @@ class Change:
     path: str
     original: Optional[Entry]
     pinned: Optional[Entry]
+
+
+@dataclass(frozen=True)
+class Aside:
+    """Where the user's own file at ``path`` waits while the pin is checked out: ``name``
+    under ``.git/zgit/`` (``in_state``), or, on another file system than ``.git``, a
+    repository path beside the file."""
+
+    path: str
+    name: str
+    in_state: bool
+
+    def full(self, git: GitRepo) -> str:
+        if self.in_state:
+            return os.path.join(str(git.git_dir), "zgit", *self.name.split("/"))
+        return os.path.join(str(git.root), *self.name.split("/"))
+
+
+@dataclass(frozen=True)
+class Bytecode:
+    """A ``__pycache__`` directory (repository path) and the module ``stem`` whose cache
+    files zgit moved aside (``names``): anything else there for that stem afterwards was
+    written during the checkout, for pinned source, and is deleted."""
+
+    directory: str
+    stem: str
+    names: Tuple[str, ...]
 
 
 def _entry_json(entry: Optional[Entry]):
@@ -179,19 +307,40 @@ def _write_journal_or_explain(state: Path, payload: dict, fsync: bool) -> Path:
 
 
 def _read_journal(path: Path) -> dict:
+    """The journal as :func:`undo` takes it.  Version 1 journals (zgit before move-aside
+    restores) have no ``asides``: their files are restored from the object database."""
     try:
         payload = json.loads(path.read_text())
-        changes = [
+        payload["changes"] = [
             Change(c["path"], _entry_from(c["original"]), _entry_from(c["pinned"]))
             for c in payload["changes"]
         ]
-    except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
+        payload["asides"] = _asides_from(payload.get("asides") or [])
+        payload["bytecode"] = [
+            Bytecode(str(d), str(stem), tuple(str(n) for n in names))
+            for d, stem, names in payload.get("bytecode") or []
+        ]
+        payload["stats"] = {str(k): tuple(int(x) for x in v) for k, v in (payload.get("stats") or {}).items()}
+    except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
         raise RecoverError(
             f"the journal {path} cannot be read ({exc}); compare the module directory with "
-            "'git status' and restore it with 'git checkout -- <dir>', then delete the journal"
+            "'git status' and restore it with 'git checkout -- <dir>' (your own files may wait "
+            f"in {path.parent / ASIDE_DIR}), then delete the journal"
         ) from exc
-    payload["changes"] = changes
     return payload
+
+
+def _asides_json(asides: Dict[str, Aside]) -> List[list]:
+    return [[a.path, a.name, a.in_state] for a in asides.values()]
+
+
+def _asides_from(data) -> Dict[str, Aside]:
+    out: Dict[str, Aside] = {}
+    for path, name, in_state in data:
+        if not isinstance(name, str) or any(p in ("", ".", "..") for p in name.split("/")):
+            raise ValueError(f"not a plain path: {name!r}")
+        out[str(path)] = Aside(str(path), name, bool(in_state))
+    return out
 
 
 # -- writing the work tree ---------------------------------------------------------------
@@ -218,7 +367,7 @@ def _check_inside(root: Path, relpath: str) -> str:
     return os.path.join(str(root), *parts)
 
 
-def _write_entry(git: GitRepo, full: str, entry: Entry, created_dirs: List[str]) -> None:
+def _make_parents(full: str, created_dirs: Optional[List[str]] = None) -> None:
     parent = os.path.dirname(full)
     if not os.path.isdir(parent):
         missing = []
@@ -227,14 +376,20 @@ def _write_entry(git: GitRepo, full: str, entry: Entry, created_dirs: List[str])
             missing.append(probe)
             probe = os.path.dirname(probe)
         os.makedirs(parent)
-        created_dirs.extend(reversed(missing))
+        if created_dirs is not None:
+            created_dirs.extend(reversed(missing))
+
+
+def _write_entry(git: GitRepo, full: str, relpath: str, entry: Entry, created_dirs: List[str]) -> None:
+    """Write ``entry`` at ``full`` as ``git checkout`` would (filters applied), by rename."""
+    _make_parents(full, created_dirs)
     tmp = f"{full}{_TMP_MARK}"
-    data = git.blob(entry.oid)
     if entry.mode == MODE_LINK:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        os.symlink(os.fsdecode(data), tmp)
+        os.symlink(os.fsdecode(git.blob(entry.oid)), tmp)
     else:
+        data = git.worktree_bytes(entry.oid, relpath)
         mode = 0o755 if entry.mode == MODE_EXEC else 0o644
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
@@ -247,9 +402,8 @@ def _write_entry(git: GitRepo, full: str, entry: Entry, created_dirs: List[str])
             os.fchmod(fd, mode & ~_umask())
         finally:
             os.close(fd)
-    # Unlink, then rename into the empty name: renaming over an existing file makes ext4
-    # flush the new data to disk first (auto_da_alloc), which costs ~0.3 ms a file.  A crash
-    # in between leaves the path absent, which recover restores (absence holds no user bytes).
+    # The name is empty here (the user's file waits aside); unlink anyway, since renaming
+    # over an existing file makes ext4 flush the new data to disk first (auto_da_alloc).
     with contextlib.suppress(FileNotFoundError):
         os.unlink(full)
     os.rename(tmp, full)
@@ -272,21 +426,25 @@ def _remove(full: str) -> None:
         os.unlink(full)
 
 
-def _drop_bytecode(full: str) -> None:
-    """Remove ``__pycache__`` files of ``full`` so no interpreter runs bytecode of the other version."""
-    if not full.endswith(".py"):
-        return
-    cache = os.path.join(os.path.dirname(full), "__pycache__")
-    stem = os.path.basename(full)[:-3] + "."
+def _cache_names(root: str, directory: str, stem: str) -> Optional[List[str]]:
+    """Names of ``stem``'s bytecode files in the ``__pycache__`` at ``directory`` (sorted),
+    None when that is a symlink or a file: a pinned tree can hold one pointing anywhere,
+    and it is never followed."""
+    cache = os.path.join(root, *directory.split("/"))
     try:
         if not stat.S_ISDIR(os.lstat(cache).st_mode):
-            return  # a symlink (a pinned tree can hold one, pointing anywhere): never followed
+            return None
         names = os.listdir(cache)
+    except FileNotFoundError:
+        return []
     except OSError:
-        return
-    for name in names:
-        if name.startswith(stem) and name.endswith(".pyc"):
-            _remove(os.path.join(cache, name))
+        return None
+    prefix = stem + "."
+    # <stem>.<tag>.pyc or <stem>.<tag>.opt-N.pyc: a dotted stem of another file never matches
+    return sorted(
+        n for n in names
+        if n.startswith(prefix) and n.endswith(".pyc") and n[len(prefix):].count(".") in (1, 2)
+    )
 
 
 def _prune_empty(root: Path, relpath: str, stop: str) -> None:
@@ -309,40 +467,6 @@ def _ordered(changes: List[Change], to_pinned: bool) -> List[Change]:
     )
 
 
-def apply(
-    git: GitRepo, changes: List[Change], to_pinned: bool, module_dir: str, known_clean: bool = False
-) -> List[Change]:
-    """Make every changed path its pinned (or original) entry; returns the changes made.
-
-    A path already in its target state is left alone, so applying twice is harmless and
-    an interrupted apply can be finished or undone from the journal.  ``known_clean``
-    says every path is in its other state already (just checked), which saves a read.
-    """
-    done: List[Change] = []
-    created: List[str] = []
-    ordered = _ordered(changes, to_pinned)
-    for index, change in enumerate(ordered):
-        if not to_pinned and index == len(ordered) // 2:
-            _fault("mid-restore")
-        target = change.pinned if to_pinned else change.original
-        full = _check_inside(git.root, change.path)
-        if not known_clean and git.file_matches(change.path, target):
-            continue
-        if target is None:
-            _remove(full)
-            _prune_empty(git.root, change.path, module_dir)
-        elif target.mode == MODE_GITLINK:
-            raise ZgitError(
-                f"{change.path} is a git submodule inside module directory {module_dir!r}; "
-                "zgit cannot check submodules out: make it a regular directory or move it out"
-            )
-        else:
-            _write_entry(git, full, target, created)
-        _drop_bytecode(full)
-        done.append(change)
-    return done
-
-
 def _behind_link(root: str, relpath: str, cache: Dict[str, bool]) -> bool:
     """True when a parent of ``relpath`` is a symlink or a file (so the path is not there)."""
     parent = relpath.rpartition("/")[0]
@@ -359,18 +483,66 @@ def _behind_link(root: str, relpath: str, cache: Dict[str, bool]) -> bool:
     return found
 
 
-def undo(git: GitRepo, journal: dict) -> List[str]:
-    """Bring every journaled path back to its original entry; returns the paths restored.
+Stat = Tuple[int, int, int, int]  # (inode, size, mtime_ns, st_mode): proves a file by its stat
 
-    Refuses (:class:`RecoverError`, naming the files) when a path is neither its pinned
-    nor its original content: it was edited after the checkout, and is not overwritten.
+
+def _stat_of(full: str) -> Optional[Stat]:
+    try:
+        st = os.lstat(full)
+    except OSError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_mode)
+
+
+def _is_written(git: GitRepo, full: str, relpath: str, entry: Optional[Entry],
+                written: Optional[Dict[str, Stat]]) -> bool:
+    """True when ``full`` is exactly what a checkout of ``entry`` writes there: proved by
+    the stat recorded when zgit wrote it, else by comparing bytes and mode."""
+    if entry is None:
+        return not os.path.lexists(full)
+    if written is not None and relpath in written and _stat_of(full) == written[relpath]:
+        return True
+    try:
+        st = os.lstat(full)
+        if entry.mode == MODE_LINK:
+            return stat.S_ISLNK(st.st_mode) and os.fsencode(os.readlink(full)) == git.blob(entry.oid)
+        if not stat.S_ISREG(st.st_mode) or bool(st.st_mode & stat.S_IXUSR) != (entry.mode == MODE_EXEC):
+            return False
+        expected = git.worktree_bytes(entry.oid, relpath)
+        if st.st_size != len(expected):
+            return False
+        with open(full, "rb") as handle:
+            return handle.read() == expected
+    except (OSError, ZgitError):
+        return False
+
+
+def undo(git: GitRepo, journal: dict, *, written: Optional[Dict[str, Stat]] = None,
+         keep_edits: bool = False) -> List[str]:
+    """Bring every journaled path back to its original; returns the paths restored.
+
+    The user's own files come back from where they waited (same bytes, mode, mtime and
+    inode); a file that did not wait aside (a version 1 journal) is written from the object
+    database.  Bytecode written during the checkout for pinned source is deleted, and the
+    user's own bytecode moved back.  ``written``: the stat of every file the checkout
+    wrote, which proves a file is zgit's without reading it.
+
+    A path that is neither its pinned nor its original content was edited after the
+    checkout: it is left alone when it equals HEAD's version (the edit was kept and
+    committed) or with ``keep_edits``; otherwise :class:`RecoverError` names the files and
+    nothing is changed.
     """
     changes: List[Change] = journal["changes"]
+    asides: Dict[str, Aside] = journal.get("asides") or {}
+    stats: Dict[str, Tuple[int, ...]] = journal.get("stats") or {}
     module_dir: str = journal.get("module_dir", "")
     root = str(git.root)
-    to_restore: List[Change] = []
+    put_back: List[Change] = []  # the user's file waits aside
+    rewrite: List[Change] = []  # no file waits: the original comes from the object database
+    kept: List[str] = []  # edited files that stay as they are; their originals are dropped
     edited: List[str] = []
     parents: Dict[str, bool] = {}
+    head: "Optional[str] | bool" = False
     for change in changes:
         full = os.path.join(root, *change.path.split("/"))
         # Behind a symlink (a pinned one, maybe pointing out of the repository) the path
@@ -379,27 +551,72 @@ def undo(git: GitRepo, journal: dict) -> List[str]:
         if not behind:
             with contextlib.suppress(FileNotFoundError, NotADirectoryError):
                 os.unlink(full + _TMP_MARK)
-        if (change.original is None) if behind else git.file_matches(change.path, change.original):
+        aside = asides.get(change.path)
+        waiting = aside is not None and os.path.lexists(aside.full(git))
+        if behind:
+            if waiting or change.original is not None:
+                (put_back if waiting else rewrite).append(change)
             continue
+        if not waiting:
+            recorded, found = stats.get(change.path), _stat_of(full)
+            if recorded is not None and found is not None and found[:3] == tuple(recorded)[:3]:
+                continue  # the user's own file, never moved or already back: proved by stat
+            if change.original is None and found is not None and stat.S_ISDIR(found[3]):
+                continue  # HEAD's directory (files of HEAD's are put back into it): no file here
+            if git.file_matches(change.path, change.original):
+                continue
         # An absent path holds nobody's bytes, so restoring it loses nothing (a crash
-        # between unlink and rename in _write_entry leaves it so).
-        if not behind and os.path.lexists(full) and not git.file_matches(change.path, change.pinned):
+        # between moving the original aside and writing the pin leaves it so).
+        if not os.path.lexists(full) or _is_written(git, full, change.path, change.pinned, written):
+            (put_back if waiting else rewrite).append(change)
+            continue
+        if head is False:
+            head = git.head_sha()
+        at_head = git.entry(head, change.path) if isinstance(head, str) else None
+        if keep_edits or git.file_matches(change.path, at_head):
+            kept.append(change.path)
+        else:
             edited.append(change.path)
-        to_restore.append(change)
     if edited:
         raise RecoverError(
             "these files were changed after zgit checked out a pin and are not overwritten: "
             + ", ".join(edited)
-            + ". Keep or discard your edits (git checkout -- <file> restores HEAD), then run "
-            "'zgit recover' again",
+            + ". Keep or discard your edits (git checkout -- <file> restores HEAD; a file you "
+            "commit counts as kept), then run 'zgit recover' again, or 'zgit recover "
+            "--keep-edits' to keep them as they are and restore the rest",
             edited,
         )
-    apply(git, to_restore, to_pinned=False, module_dir=module_dir, known_clean=True)
+    restoring = put_back + rewrite
+    waiting_paths = {c.path for c in put_back}
+    order = _ordered(restoring, to_pinned=False)
+    for index, change in enumerate(order):
+        if index == len(order) // 2:
+            _fault("mid-restore")
+        full = os.path.join(root, *change.path.split("/"))
+        if change.path in waiting_paths:
+            _check_inside(git.root, change.path)
+            _make_parents(full)
+            if os.path.isdir(full) and not os.path.islink(full):
+                os.rmdir(full)  # the pin's (empty) directory where HEAD has a file
+            os.rename(asides[change.path].full(git), full)  # replaces the pinned file, if any
+        elif change.original is None:
+            if not _behind_link(root, change.path, {}):
+                _remove(full)
+            _prune_empty(git.root, change.path, module_dir)
+        elif change.original.mode == MODE_GITLINK:
+            continue
+        else:
+            _write_entry(git, _check_inside(git.root, change.path), change.path, change.original, [])
+    for path in kept:
+        aside = asides.get(path)
+        if aside is not None:
+            _remove(aside.full(git))  # HEAD's content, in git's objects: the user kept another
+    _restore_bytecode(git, journal.get("bytecode") or [], asides)
     perms = journal.get("perms") or {}
-    for change in to_restore:
+    for change in rewrite:
         mode = perms.get(change.path)
         full = os.path.join(root, *change.path.split("/"))
-        if mode is not None and stat.S_ISREG(os.lstat(full).st_mode):
+        if mode is not None and os.path.lexists(full) and stat.S_ISREG(os.lstat(full).st_mode):
             os.chmod(full, mode)
     for directory in sorted(journal.get("created_dirs", []), key=len, reverse=True):
         full = os.path.join(root, *directory.split("/"))
@@ -412,44 +629,140 @@ def undo(git: GitRepo, journal: dict) -> List[str]:
                 os.rmdir(cache)
         with contextlib.suppress(OSError):
             os.rmdir(full)
-    return [c.path for c in to_restore]
+    _fault("after-restore")
+    git.refresh_index_stat(
+        {c.path: c.original.oid for c in restoring if c.original is not None and not c.original.is_gitlink}
+    )
+    return [c.path for c in restoring]
 
 
-def recover_locked(git: GitRepo, state: Path) -> List[str]:
-    """Undo the journal in ``state`` (the caller holds the lock); returns restored paths."""
+def _restore_bytecode(git: GitRepo, records: List[Bytecode], asides: Dict[str, Aside]) -> None:
+    """Delete bytecode written during the checkout; move the user's own back."""
+    root = str(git.root)
+    for record in records:
+        current = _cache_names(root, record.directory, record.stem)
+        if current is None:
+            continue  # a symlink: never followed
+        cache = os.path.join(root, *record.directory.split("/"))
+        own = set(record.names)
+        for name in current:
+            path = f"{record.directory}/{name}"
+            aside = asides.get(path)
+            if name not in own or (aside is not None and os.path.lexists(aside.full(git))):
+                _remove(os.path.join(cache, name))
+        for name in record.names:
+            aside = asides.get(f"{record.directory}/{name}")
+            if aside is not None and os.path.lexists(aside.full(git)):
+                os.makedirs(cache, exist_ok=True)
+                os.rename(aside.full(git), os.path.join(cache, name))
+
+
+def recover_locked(git: GitRepo, state: Path, *, keep_edits: bool = False) -> List[str]:
+    """Undo the journal in ``state`` (the caller holds the lock); returns restored paths.
+
+    ``keep_edits``: files edited since the checkout stay as they are (see :func:`undo`)."""
     path = state / JOURNAL_NAME
     if not path.exists():
         return []
     journal = _read_journal(path)
-    restored = undo(git, journal)
+    restored = undo(git, journal, keep_edits=keep_edits)
     os.unlink(path)
     return restored
 
 
+# -- signals -----------------------------------------------------------------------------
+
+
+class _Terminated(BaseException):
+    """SIGTERM or SIGHUP (default action) arrived during a checkout: unwinds like Ctrl-C,
+    so that the tree is restored, and then the process ends by that signal."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+_GUARDED = tuple(
+    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
+
+
+class _SignalGuard:
+    """Signals that would end the process during a checkout (Ctrl-C, SIGTERM from
+    ``timeout``/``docker stop``/CI, SIGHUP from a closed terminal).
+
+    Outside critical sections, a signal with its default action raises
+    :class:`_Terminated` (a handler of the process's own runs as it would; Ctrl-C raises
+    ``KeyboardInterrupt``), so ``finally`` restores the tree.  Inside
+    (:meth:`critical`: writing the pin, restoring), it waits until the section ends, so a
+    write or a restore is never split in two.  On exit, a signal with its default action
+    is delivered again with that action: the process ends as the signal would have ended
+    it.  A signal the process ignores stays ignored.  Main thread only (elsewhere, Python
+    cannot set handlers); inert in other threads.
+    """
+
+    def __init__(self) -> None:
+        self.previous: Dict[int, object] = {}
+        self.pending: List[Tuple[int, object]] = []
+        self.depth = 0
+        self.terminate: Optional[int] = None
+
+    def __enter__(self) -> "_SignalGuard":
+        if threading.current_thread() is not threading.main_thread():
+            return self
+        for signum in _GUARDED:
+            try:
+                previous = signal.getsignal(signum)
+                if previous in (signal.SIG_IGN, None):
+                    continue  # ignored by the process (or set outside Python): left alone
+                signal.signal(signum, self._handle)
+            except (ValueError, OSError):
+                continue
+            self.previous[signum] = previous
+        return self
+
+    def _handle(self, signum: int, frame) -> None:
+        if self.depth:
+            self.pending.append((signum, frame))
+            return
+        self._deliver(signum, frame)
+
+    def _deliver(self, signum: int, frame) -> None:
+        previous = self.previous.get(signum)
+        if callable(previous):
+            previous(signum, frame)  # the process's own handler; Ctrl-C: KeyboardInterrupt
+        else:
+            self.terminate = signum
+            raise _Terminated(signum)
+
+    @contextlib.contextmanager
+    def critical(self) -> Iterator[None]:
+        """Signals wait until the block ends, then are handled as outside it."""
+        self.depth += 1
+        try:
+            yield
+        finally:
+            self.depth -= 1
+            if not self.depth and self.pending:
+                signum, frame = self.pending.pop(0)
+                self.pending.clear()
+                self._deliver(signum, frame)
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        for signum, previous in self.previous.items():
+            with contextlib.suppress(ValueError, OSError):
+                signal.signal(signum, previous)  # type: ignore[arg-type]
+        signum = exc.signum if isinstance(exc, _Terminated) else self.terminate
+        if signum is None:
+            return
+        # The tree is restored: end the process as the signal would have.
+        logging.getLogger(__name__).debug("re-raising signal %d after restoring the tree", signum)
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+        raise SystemExit(128 + signum)  # only if the signal is blocked
+
+
 # -- the checkout ------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def _interrupts_deferred() -> Iterator[None]:
-    """Hold SIGINT (main thread only) until the block ends, so that Ctrl-C cannot split a
-    write or a restore in two; the interrupt is raised right after."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    received: List[Tuple[int, object]] = []
-    try:
-        previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append((signum, frame)))
-    except ValueError:
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        if received and callable(previous):
-            previous(*received[0])  # type: ignore[operator]
-        elif received:
-            raise KeyboardInterrupt
 
 
 @contextlib.contextmanager
@@ -461,7 +774,8 @@ def checked_out(
     Raises :class:`DirtyModuleError` (``.paths``) when the directory differs from HEAD,
     :class:`LockTimeoutError` when another process holds the lock too long, and
     :class:`ZgitError` when the directory cannot be written (the tree is then restored).
-    The directory is restored exactly to HEAD when the block ends, whatever ends it.
+    The directory is restored exactly to HEAD when the block ends, whatever ends it
+    (Ctrl-C, SIGTERM and SIGHUP included: those then end the process as they would have).
     """
     if getattr(_active, "depth", 0):
         # A pinned module loading another pin while it imports: the outer checkout owns
@@ -471,7 +785,7 @@ def checked_out(
     with locked(git, timeout) as state:
         recover_locked(git, state)
         head = git.head_sha()
-        dirty = git.dirty_paths(module_dir, head)
+        dirty = [p for p in git.dirty_paths(module_dir, head) if not is_bytecode_cache(p)]
         if dirty:
             raise DirtyModuleError(
                 f"module directory {module_dir!r} has changes that are not committed: "
@@ -481,17 +795,20 @@ def checked_out(
             )
         original = (git.entries(head, module_dir) or {}) if head else {}
         pinned = git.entries(sha, module_dir) or {}
+        # Bytecode is Python's, tracked or not: never written, never deleted (only moved
+        # aside while the source it was compiled from is not on disk).
         changes = [
             Change(path, original.get(path), pinned.get(path))
             for path in sorted(original.keys() | pinned.keys())
-            if original.get(path) != pinned.get(path)
+            if original.get(path) != pinned.get(path) and not is_bytecode_cache(path)
         ]
         if not changes:
             yield
             return
         _refuse_what_git_does_not_hold(git, module_dir, changes)
+        asides, bytecode, stats = _plan_asides(git, state, changes)
         payload = {
-            "version": 1,
+            "version": JOURNAL_VERSION,
             "pid": os.getpid(),
             "created": time.time(),
             "module_dir": module_dir,
@@ -501,30 +818,117 @@ def checked_out(
                 {"path": c.path, "original": _entry_json(c.original), "pinned": _entry_json(c.pinned)}
                 for c in changes
             ],
-            "created_dirs": [],
+            "asides": _asides_json(asides),
+            "bytecode": [[b.directory, b.stem, list(b.names)] for b in bytecode],
+            "stats": stats,
+            "created_dirs": _dirs_to_create(git, changes),
             "perms": _own_permissions(git, changes),
         }
-        journal_path = _write_journal_or_explain(state, payload, fsync)
-        _fault("journal-written")
-        _active.depth = 1
-        try:
-            with _interrupts_deferred():
-                _apply_noting_dirs(git, changes, module_dir, state, payload, fsync)
-            _fault("after-materialize")
-            yield
-            _fault("after-import")
-        finally:
-            _active.depth = 0
-            with _interrupts_deferred():
-                try:
-                    undo(git, dict(payload, changes=changes))
-                except OSError as exc:
-                    raise ZgitError(
-                        f"could not put module directory {module_dir!r} back to HEAD: "
-                        f"{exc.strerror or exc}. Fix the cause (disk space, permissions) and run "
-                        "'zgit recover'; the journal in .git/zgit/ knows what to restore"
-                    ) from exc
-                os.unlink(journal_path)
+        # Signals matter from here on (before, the default action of SIGTERM leaves
+        # nothing behind): they end the process only once the tree is restored.
+        with _SignalGuard() as guard:
+            with guard.critical():
+                journal_path = _write_journal_or_explain(state, payload, fsync)
+            _fault("journal-written")
+            written: Dict[str, Stat] = {}
+            journal = dict(payload, changes=changes, asides=asides, bytecode=bytecode)
+            _active.depth = 1
+            try:
+                with guard.critical():
+                    _materialize(git, changes, module_dir, state, journal, payload, fsync, written)
+                _fault("after-materialize")
+                yield
+                _fault("after-import")
+            finally:
+                _active.depth = 0
+                with guard.critical():
+                    try:
+                        undo(git, journal, written=written)
+                    except OSError as exc:
+                        raise ZgitError(
+                            f"could not put module directory {module_dir!r} back to HEAD: "
+                            f"{exc.strerror or exc}. Fix the cause (disk space, permissions) and run "
+                            "'zgit recover'; the journal in .git/zgit/ knows what to restore"
+                        ) from exc
+                    os.unlink(journal_path)
+
+
+def _plan_asides(git: GitRepo, state: Path, changes: List[Change]):
+    """Where each of the user's files waits during the checkout, before the journal names
+    it: ``.git/zgit/aside/`` when that is on the same file system (a rename keeps bytes,
+    mode, mtime and inode), else beside the file.  Also the bytecode of every changed
+    module, and the stat of every original (which proves it later without reading it)."""
+    root = str(git.root)
+    aside_dir = state / ASIDE_DIR
+    aside_dir.mkdir(exist_ok=True)
+    state_dev = os.lstat(aside_dir).st_dev
+    token = f"{os.getpid()}-{time.time_ns()}"
+    asides: Dict[str, Aside] = {}
+    stats: Dict[str, List[int]] = {}
+    taken: set = set()
+
+    def plan(path: str, full: str, st: os.stat_result) -> None:
+        if st.st_dev == state_dev:
+            asides[path] = Aside(path, f"{ASIDE_DIR}/{token}-{len(asides)}", True)
+        else:
+            asides[path] = Aside(path, _beside_name(root, path, taken), False)
+        stats[path] = [st.st_ino, st.st_size, st.st_mtime_ns]
+
+    bytecode: List[Bytecode] = []
+    stems = set()
+    for change in changes:
+        if change.original is not None and not change.original.is_gitlink:
+            full = os.path.join(root, *change.path.split("/"))
+            try:
+                st = os.lstat(full)
+            except OSError:
+                continue  # not there (a parent is a symlink at HEAD): nothing of the user's
+            if not stat.S_ISDIR(st.st_mode):
+                plan(change.path, full, st)
+        directory, _, name = change.path.rpartition("/")
+        if name.endswith(".py") and (directory, name[:-3]) not in stems:
+            stems.add((directory, name[:-3]))
+            cache_dir = f"{directory}/__pycache__" if directory else "__pycache__"
+            if _behind_link(root, cache_dir + "/x", {}):
+                continue
+            names = _cache_names(root, cache_dir, name[:-3])
+            if names is None:
+                continue
+            bytecode.append(Bytecode(cache_dir, name[:-3], tuple(names)))
+            for cached in names:
+                path = f"{cache_dir}/{cached}"
+                full = os.path.join(root, *path.split("/"))
+                with contextlib.suppress(OSError):
+                    plan(path, full, os.lstat(full))
+    return asides, bytecode, stats
+
+
+def _beside_name(root: str, path: str, taken: set) -> str:
+    base = path + _ASIDE_MARK
+    name, n = base, 0
+    while name in taken or os.path.lexists(os.path.join(root, *name.split("/"))):
+        n += 1
+        name = f"{base}{n}"
+    taken.add(name)
+    return name
+
+
+def _move_aside(git: GitRepo, path: str, journal: dict, payload: dict, state: Path, fsync: bool) -> None:
+    """Move the user's file at ``path`` to where the journal says it waits."""
+    asides: Dict[str, Aside] = journal["asides"]
+    aside = asides[path]
+    full = os.path.join(str(git.root), *path.split("/"))
+    try:
+        os.rename(full, aside.full(git))
+    except OSError as exc:
+        if exc.errno != errno.EXDEV or not aside.in_state:
+            raise
+        # Another file system after all (a bind mount shares st_dev): wait beside the file,
+        # which the journal says before anything moves.
+        asides[path] = Aside(path, _beside_name(str(git.root), path, set()), False)
+        payload["asides"] = _asides_json(asides)
+        _write_journal_or_explain(state, payload, fsync)
+        os.rename(full, asides[path].full(git))
 
 
 def _refuse_what_git_does_not_hold(git: GitRepo, module_dir: str, changes: List[Change]) -> None:
@@ -570,7 +974,8 @@ def _refuse_what_git_does_not_hold(git: GitRepo, module_dir: str, changes: List[
 
 def _own_permissions(git: GitRepo, changes: List[Change]) -> Dict[str, int]:
     """Permission bits of HEAD's files that differ from what a checkout writes (a file the
-    user made private, say), so that the restore gives them back."""
+    user made private, say), so that a restore from the object database (when the file
+    itself is lost) gives them back."""
     out: Dict[str, int] = {}
     for change in changes:
         if change.original is None or change.original.mode not in (MODE_EXEC, 0o100644):
@@ -585,8 +990,8 @@ def _own_permissions(git: GitRepo, changes: List[Change]) -> Dict[str, int]:
     return out
 
 
-def _apply_noting_dirs(git, changes, module_dir, state, payload, fsync) -> List[str]:
-    """Materialize the pin; directories it must create are journaled before they exist."""
+def _dirs_to_create(git: GitRepo, changes: List[Change]) -> List[str]:
+    """Directories the pin needs that do not exist: journaled before they exist."""
     root = str(git.root)
     needed: List[str] = []
     for change in changes:
@@ -597,18 +1002,45 @@ def _apply_noting_dirs(git, changes, module_dir, state, payload, fsync) -> List[
             rel = "/".join(parts[:i])
             if rel not in needed and not os.path.lexists(os.path.join(root, *parts[:i])):
                 needed.append(rel)
-    if needed:
-        payload["created_dirs"] = needed
-        _write_journal_or_explain(state, payload, fsync)
-    half = len(changes) // 2
+    return needed
+
+
+def _materialize(git: GitRepo, changes: List[Change], module_dir: str, state: Path, journal: dict,
+                 payload: dict, fsync: bool, written: Dict[str, Stat]) -> None:
+    """Move the user's files (and their bytecode) aside and write the pin in their place."""
+    asides: Dict[str, Aside] = journal["asides"]
+    root = str(git.root)
     change = None
     try:
-        # Removals first (deepest first), as apply() orders them: a directory at HEAD that
-        # is a file or symlink at the pin must be gone before the file takes its place.
-        for index, change in enumerate(_ordered(changes, to_pinned=True)):
+        for record in journal["bytecode"]:
+            for name in record.names:
+                _move_aside(git, f"{record.directory}/{name}", journal, payload, state, fsync)
+            if record.names:
+                with contextlib.suppress(OSError):  # empty now: the pin's directory is exact
+                    os.rmdir(os.path.join(root, *record.directory.split("/")))
+        _fault("bytecode-aside")
+        ordered = _ordered(changes, to_pinned=True)
+        half = len(ordered) // 2
+        # Removals first (deepest first): a directory at HEAD that is a file or symlink at
+        # the pin must be gone before the file takes its place.
+        for index, change in enumerate(ordered):
             if index == half:
                 _fault("mid-materialize")
-            apply(git, [change], to_pinned=True, module_dir=module_dir, known_clean=True)
+            full = _check_inside(git.root, change.path)
+            if change.original is not None and change.original.is_gitlink:
+                raise ZgitError(
+                    f"{change.path} is a git submodule inside module directory {module_dir!r}; "
+                    "zgit cannot check submodules out: make it a regular directory or move it out"
+                )
+            if change.path in asides:
+                _move_aside(git, change.path, journal, payload, state, fsync)
+            if change.pinned is None:
+                _prune_empty(git.root, change.path, module_dir)
+            else:
+                _write_entry(git, full, change.path, change.pinned, [])
+                found = _stat_of(full)
+                if found is not None:
+                    written[change.path] = found
     except OSError as exc:
         where = change.path if change is not None else module_dir
         raise ZgitError(
@@ -616,4 +1048,3 @@ def _apply_noting_dirs(git, changes, module_dir, state, payload, fsync) -> List[
             "The module directory has been put back as it was; free disk space or fix the "
             "permissions, or load with strategy='memory', which writes nothing"
         ) from exc
-    return needed
