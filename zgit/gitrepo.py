@@ -7,16 +7,34 @@ immutable, so what is read from them is cached by object id.
 from __future__ import annotations
 
 import functools
+import logging
 import os
+import shlex
 import stat
+import subprocess
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Tuple, Union
 
 import pygit2
 
+from zgit.convert import Crlf, crlf_action, crlf_to_git, ident_to_git, indexed_text_has_crlf
+from zgit.dirty import DirtyFile
 from zgit.errors import NotARepositoryError, PinNotFoundError
+from zgit.gitindex import (
+    STRICT,
+    GitIndex,
+    IndexEntry,
+    IndexFormatError,
+    StatPolicy,
+    is_racy,
+    read_index,
+    stat_key,
+    stat_matches,
+)
+
+_log = logging.getLogger(__name__)
 
 MODE_BLOB = 0o100644
 MODE_EXEC = 0o100755
@@ -78,6 +96,10 @@ class GitRepo:
         # pins share most files and libgit2 does not cache blobs.
         self._blobs: Dict[str, bytes] = {}
         self._blob_bytes = 0
+        # The clean check's caches, each keyed by the stat of the files it came from.
+        self._index: Tuple[object, Optional[GitIndex]] = (None, None)
+        self._settings_cache: Tuple[object, Optional["_CleanSettings"]] = (None, None)
+        self._config_files: Optional[List[str]] = None
 
     # -- commits -------------------------------------------------------------------------
 
@@ -239,38 +261,346 @@ class GitRepo:
         return _matches(full, st, entry)
 
     def dirty_paths(self, directory: str, head: "str | None | object" = _READ_HEAD) -> List[str]:
-        """Files below ``directory`` whose work-tree state differs from HEAD.
+        """Files below ``directory`` whose work-tree state differs from HEAD, sorted.
+
+        The paths of :meth:`dirty_files` (see there for what counts and why).  ``head``:
+        HEAD's commit when the caller has just read it (None before the first commit), so
+        that it is not resolved twice.
+        """
+        return [item.path for item in self.dirty_files(directory, head)]
+
+    def dirty_files(self, directory: str, head: "str | None | object" = _READ_HEAD) -> List[DirtyFile]:
+        """Files below ``directory`` that differ from HEAD as git compares them, with why.
 
         Untracked (and not ignored), modified, mode-changed and deleted files count; a
-        rename shows as its two halves.  Bytecode caches never count.  Costs
-        O(files in the directory): nothing outside it is read.  Before the first commit
-        every file counts.  ``head``: HEAD's commit when the caller has just read it (None
-        before the first commit), so that it is not resolved twice.
+        rename shows as its two halves.  Files are compared as git does: after its clean
+        filters, line-ending conversion (``core.autocrlf``, ``text``, ``eol``) and
+        ``ident``, with ``core.fileMode`` and ``core.symlinks`` honoured.  Bytecode caches
+        never count, tracked or not.  Stricter than git: a file marked
+        ``--assume-unchanged`` or ``--skip-worktree`` counts when it differs (reasons
+        ``assume-unchanged``, ``skip-worktree``).  A directory inside a submodule gives
+        one item, the submodule's path, with reason ``submodule``.
+
+        Costs O(files in the directory), one lstat each in the common case: a file whose
+        stat data match its index entry (as git compares them, and not racily clean)
+        and whose indexed id is HEAD's is clean without being read (git's stat cache).
+        Before the first commit every file counts.
         """
         if head is _READ_HEAD:
             head = self.head_sha()
         expected: Entries = {}
+        prefix = "" if directory in ("", ".") else directory.rstrip("/") + "/"
+        index = self._current_index()
         if head is not None:
-            expected = self.entries(head, directory) or {}
+            found = self.entries(head, directory)
+            if found is None:
+                submodule = self._submodule_above(head, directory, index)
+                if submodule is not None:
+                    return [DirtyFile(submodule, "submodule")]
+            expected = found or {}
+        indexed: Dict[str, IndexEntry] = index.entries_under(directory) if index is not None else {}
+        racy_before_s = (index.timestamp_ns // 1_000_000_000) & 0xFFFFFFFF if index is not None else 0
         base = os.path.join(self.root, directory)
-        dirty: List[str] = []
+        dirty: List[DirtyFile] = []
+        misses: List[Tuple[str, str, os.stat_result, Entry, Optional[IndexEntry]]] = []
         seen = set()
-        gitlinks = {p for p, e in expected.items() if e.is_gitlink}
-        for relpath, full, st in _walk_files(base, directory, gitlinks, self._pruned_dir):
+        gitlinks = {p for p, e in expected.items() if e.mode == MODE_GITLINK}
+        tracked_dirs: List[Optional[set]] = [None]
+
+        def pruned(relpath: str) -> bool:
+            # An ignored directory is skipped, unless it holds tracked files (git add -f).
+            if not self.is_ignored(relpath + "/"):
+                return False
+            if tracked_dirs[0] is None:
+                tracked_dirs[0] = {p.rsplit("/", i)[0] for p in expected for i in range(1, p.count("/") + 1)}
+            return relpath not in tracked_dirs[0]
+
+        for relpath, full, st in _walk_files(base, directory, gitlinks, pruned):
             seen.add(relpath)
             entry = expected.get(relpath)
             if entry is None:
                 if not self.is_ignored(relpath):
-                    dirty.append(relpath)
-            elif entry.is_gitlink:
+                    dirty.append(DirtyFile(relpath, "new"))
                 continue
-            elif not _matches(full, st, entry):
-                dirty.append(relpath)
-        dirty.extend(p for p in expected if p not in seen)
-        return sorted(dirty)
+            if entry.mode == MODE_GITLINK:
+                continue
+            cached = indexed.get(relpath)
+            if (
+                cached is not None
+                and cached.oid == entry.oid
+                and cached.mode == entry.mode
+                and not cached.flags & 0x8000  # assume-unchanged: zgit looks anyway
+                and not cached.xflags
+                and cached.mtime_s < racy_before_s
+                and stat_matches(cached, st)
+            ):
+                continue  # git's stat cache: unchanged since git hashed it
+            misses.append((relpath, full, st, entry, cached))
+        if misses:
+            settings = self._clean_settings()
+            convert = settings.autocrlf or self._attributes_may_apply(directory, seen, expected)
+            for relpath, full, st, entry, cached in misses:
+                reason = self._compare(relpath, full, st, entry, cached, settings, convert, index)
+                if reason is not None:
+                    dirty.append(DirtyFile(relpath, reason))
+        for path, entry in expected.items():
+            if path in seen or is_bytecode_cache(path):
+                continue
+            cached = indexed.get(path)
+            reason = "deleted"
+            if cached is not None and cached.skip_worktree:
+                reason = "skip-worktree"
+            elif cached is not None and cached.assume_unchanged:
+                reason = "assume-unchanged"
+            dirty.append(DirtyFile(path, reason))
+        dirty.sort(key=lambda item: item.path)
+        return dirty
 
-    def _pruned_dir(self, relpath: str) -> bool:
-        return self.is_ignored(relpath + "/")
+    # -- the clean check's parts ---------------------------------------------------------
+
+    def _current_index(self) -> Optional[GitIndex]:
+        """The parsed index, re-read only when the file changed; None when it is absent
+        or not parseable (then every file is compared by content)."""
+        path = os.path.join(self.git_dir, "index")
+        try:
+            key: object = stat_key(os.stat(path))
+        except FileNotFoundError:
+            key = None
+        cached_key, cached = self._index
+        if key == cached_key and cached_key is not None:
+            return cached
+        if key is None:
+            self._index = (None, None)
+            return None
+        try:
+            parsed, st = read_index(path)
+        except (OSError, IndexFormatError) as exc:
+            _log.debug("not using the stat cache of %s: %s", path, exc)
+            parsed, st = None, None
+            self._index = (key, None)
+            return None
+        self._index = (stat_key(st) if st is not None else None, parsed)
+        return parsed
+
+    def _submodule_above(self, head: str, directory: str, index: Optional[GitIndex]) -> Optional[str]:
+        """The gitlink (submodule) at or above ``directory`` in HEAD or the index, if any."""
+        parts = [p for p in directory.split("/") if p]
+        for i in range(1, len(parts) + 1):
+            path = "/".join(parts[:i])
+            found = self.entry(head, path)
+            if found is not None and found.is_gitlink:
+                return path
+            indexed = index.get(path) if index is not None else None
+            if indexed is not None and indexed.mode == MODE_GITLINK:
+                return path
+        return None
+
+    def _config_paths(self) -> List[str]:
+        """The configuration files libgit2 reads (their stats key the settings cache)."""
+        if self._config_files is None:
+            paths = [os.path.join(self.git_dir, "config"), os.path.join(self.git_dir, "config.worktree")]
+            common = self._common_dir()
+            if common != str(self.git_dir):
+                paths.append(os.path.join(common, "config"))
+            for level, name in ((4, ".gitconfig"), (3, "config"), (2, "gitconfig")):  # global, XDG, system
+                try:
+                    dirs = str(pygit2.settings.search_path[level])
+                except (ValueError, KeyError, IndexError, pygit2.GitError):
+                    continue
+                paths.extend(os.path.join(d, name) for d in dirs.split(os.pathsep) if d)
+            self._config_files = paths
+        return self._config_files
+
+    def _common_dir(self) -> str:
+        try:
+            with open(os.path.join(self.git_dir, "commondir"), encoding="utf-8") as fh:
+                return os.path.realpath(os.path.join(self.git_dir, fh.read().strip()))
+        except OSError:
+            return str(self.git_dir)
+
+    def _clean_settings(self) -> "_CleanSettings":
+        """git configuration the clean check needs, re-read when a config file changed."""
+        key = []
+        for path in self._config_paths():
+            try:
+                key.append(stat_key(os.stat(path)))
+            except OSError:
+                key.append(None)
+        cached_key, cached = self._settings_cache
+        if cached is not None and cached_key == key:
+            return cached
+        with self._lock:
+            snapshot = self._repo.config_snapshot
+            autocrlf_text = _config_str(snapshot, "core.autocrlf")
+            autocrlf: Union[bool, str] = (
+                "input" if autocrlf_text is not None and autocrlf_text.lower() == "input"
+                else _config_bool(snapshot, "core.autocrlf", False)
+            )
+            settings = _CleanSettings(
+                policy=StatPolicy(
+                    trust_ctime=_config_bool(snapshot, "core.trustctime", True),
+                    check_stat_minimal=(_config_str(snapshot, "core.checkstat") or "").lower() == "minimal",
+                    file_mode=_config_bool(snapshot, "core.filemode", True),
+                    symlinks=_config_bool(snapshot, "core.symlinks", True),
+                ),
+                autocrlf=autocrlf,
+                attributes_file=_config_str(snapshot, "core.attributesfile"),
+                snapshot=snapshot,
+            )
+        self._settings_cache = (key, settings)
+        return settings
+
+    def _attributes_may_apply(self, directory: str, seen, expected: Entries) -> bool:
+        """Whether any gitattributes file could give a path below ``directory``
+        attributes: a ``.gitattributes`` above it or in it, ``info/attributes``, the global
+        or the system file.  When none can, files are hashed as they are."""
+        parts = [p for p in directory.split("/") if p]
+        for i in range(len(parts) + 1):
+            rel = "/".join(parts[:i] + [".gitattributes"])
+            if os.path.lexists(os.path.join(self.root, rel)):
+                return True
+        if any(p == ".gitattributes" or p.endswith("/.gitattributes") for p in seen):
+            return True
+        if any(p.endswith("/.gitattributes") for p in expected):
+            return True
+        index = self._current_index()
+        if index is not None and any(index.get("/".join(parts[:i] + [".gitattributes"])) for i in range(len(parts) + 1)):
+            return True
+        settings = self._clean_settings()
+        candidates = [os.path.join(self._common_dir(), "info", "attributes")]
+        if settings.attributes_file:
+            candidates.append(os.path.expanduser(settings.attributes_file))
+        else:
+            xdg = os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config")
+            candidates.append(os.path.join(xdg, "git", "attributes"))
+        try:
+            system = str(pygit2.settings.search_path[2])
+            candidates.extend(os.path.join(d, "gitattributes") for d in system.split(os.pathsep) if d)
+        except (ValueError, KeyError, IndexError, pygit2.GitError):
+            pass
+        return any(os.path.exists(c) for c in candidates)
+
+    def _compare(
+        self,
+        relpath: str,
+        full: str,
+        st: os.stat_result,
+        entry: Entry,
+        cached: Optional[IndexEntry],
+        settings: "_CleanSettings",
+        convert: bool,
+        index: Optional[GitIndex],
+    ) -> Optional[str]:
+        """Why the work-tree file differs from HEAD's ``entry`` as git compares them, or
+        None when it does not."""
+        reason = self._compare_exact(relpath, full, st, entry, cached, settings, convert, index)
+        if reason is not None and cached is not None:
+            if cached.skip_worktree:
+                return "skip-worktree"
+            if cached.assume_unchanged:
+                return "assume-unchanged"
+        return reason
+
+    def _compare_exact(self, relpath, full, st, entry: Entry, cached, settings, convert, index) -> Optional[str]:
+        policy: StatPolicy = settings.policy
+        # The index entry is HEAD's and git trusts it (no assume-unchanged/skip-worktree).
+        usable = (
+            cached is not None
+            and cached.oid == entry.oid
+            and cached.mode == entry.mode
+            and not cached.flags & 0x8000
+            and not cached.xflags
+        )
+        if entry.is_link:
+            if stat.S_ISLNK(st.st_mode):
+                data = os.fsencode(os.readlink(full))
+            elif stat.S_ISREG(st.st_mode) and not policy.symlinks:
+                with open(full, "rb") as fh:  # core.symlinks=false: a file holding the target
+                    data = fh.read()
+            else:
+                return "type"
+            return None if str(pygit2.hash(data)) == entry.oid else "modified"
+        if not stat.S_ISREG(st.st_mode):
+            return "type"
+        mode_changed = policy.file_mode and bool(st.st_mode & stat.S_IXUSR) != (entry.mode == MODE_EXEC)
+        if usable and cached.size != 0 and cached.size != st.st_size & 0xFFFFFFFF:
+            # git (read-cache.c, ie_modified): a size other than the one the index recorded
+            # is a change, without reading the file, even where a conversion would make
+            # the contents equal (say CRLF written over an LF checkout); `git add` of the
+            # file refreshes the recorded size, and the file is then clean for both.
+            return "modified"
+        if not (
+            usable
+            and index is not None
+            and not is_racy(cached, index.timestamp_ns)
+            and stat_matches(cached, st, policy)
+        ):
+            same = self._content_equal(relpath, full, entry, cached, settings, convert)
+            if same is None:
+                return "filter-error"
+            if not same:
+                return "modified"
+        return "mode" if mode_changed else None
+
+    def _content_equal(self, relpath, full, entry: Entry, cached, settings, convert) -> Optional[bool]:
+        """Whether the file, converted as ``git add`` would, is HEAD's blob (None: its
+        required clean filter failed)."""
+        if not convert:
+            return str(pygit2.hashfile(full)) == entry.oid
+        attrs = self._conversion_attributes(relpath)
+        action = crlf_action(attrs["text"], attrs["crlf"], attrs["eol"], settings.autocrlf)
+        driver = attrs["filter"] if isinstance(attrs["filter"], str) else None
+        ident = attrs["ident"] is True
+        if action is Crlf.BINARY and not ident and driver is None:
+            return str(pygit2.hashfile(full)) == entry.oid
+        with open(full, "rb") as fh:
+            data = fh.read()
+        if driver is not None:
+            filtered = self._clean_filter(relpath, data, driver, settings)
+            if filtered is None:
+                return None
+            data = filtered
+        indexed_oid = cached.oid if cached is not None else entry.oid
+        data = crlf_to_git(data, action, lambda: indexed_text_has_crlf(self.blob(indexed_oid)))
+        if ident:
+            data = ident_to_git(data)
+        return str(pygit2.hash(data)) == entry.oid
+
+    _ATTRIBUTES = ("text", "crlf", "eol", "ident", "filter")
+
+    def _conversion_attributes(self, relpath: str) -> Dict[str, object]:
+        with self._lock:
+            return {name: self._repo.get_attr(relpath, name) for name in self._ATTRIBUTES}
+
+    def _clean_filter(self, relpath: str, data: bytes, driver: str, settings: "_CleanSettings") -> Optional[bytes]:
+        """``data`` through the driver's ``filter.<driver>.clean`` command, run as git runs
+        it (by the shell, in the work tree, ``%f`` the quoted path).  A driver without a
+        clean command passes data through; a failing command too, unless the driver is
+        ``required`` (then None: git would refuse the file)."""
+        snapshot = settings.snapshot
+        command = _config_str(snapshot, f"filter.{driver}.clean")
+        required = _config_bool(snapshot, f"filter.{driver}.required", False)
+        if command is None:
+            if _config_str(snapshot, f"filter.{driver}.process") is not None:
+                _log.warning(
+                    "filter %r of %s has only a long-running 'process' command, which zgit does "
+                    "not run; the file counts as changed", driver, relpath,
+                )
+                return None
+            return None if required else data
+        command = _expand_filter_command(command, relpath)
+        try:
+            done = subprocess.run(
+                command, shell=True, cwd=str(self.root), input=data,
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            )
+        except OSError as exc:
+            _log.warning("clean filter %r failed on %s: %s", driver, relpath, exc)
+            return None if required else data
+        if done.returncode != 0:
+            _log.warning("clean filter %r failed on %s (exit %d)", driver, relpath, done.returncode)
+            return None if required else data
+        return done.stdout
 
     # -- read-only helpers for the command line (zgit/cli.py) ----------------------------
 
@@ -307,6 +637,46 @@ class GitRepo:
         (a whole-repository status: for reports, never on a hot path)."""
         with self._lock:
             return {path: int(flags) for path, flags in self._repo.status().items()}
+
+@dataclass(frozen=True)
+class _CleanSettings:
+    """The git configuration the clean check reads (one consistent snapshot)."""
+
+    policy: StatPolicy
+    autocrlf: Union[bool, str]  # False, True or "input"
+    attributes_file: Optional[str]
+    snapshot: object = field(compare=False, repr=False)
+
+
+def _config_str(config, name: str) -> Optional[str]:
+    try:
+        value = config[name]
+    except (KeyError, ValueError, pygit2.GitError):
+        return None
+    return value if isinstance(value, str) else None
+
+
+def _config_bool(config, name: str, default: bool) -> bool:
+    try:
+        return bool(config.get_bool(name))
+    except (KeyError, ValueError, pygit2.GitError):
+        return default
+
+
+def _expand_filter_command(command: str, relpath: str) -> str:
+    """git's ``%f`` (the path, shell-quoted) and ``%%`` in a filter command."""
+    out: List[str] = []
+    i = 0
+    while i < len(command):
+        ch = command[i]
+        if ch == "%" and i + 1 < len(command) and command[i + 1] in "f%":
+            out.append(shlex.quote(relpath) if command[i + 1] == "f" else "%")
+            i += 2
+            continue
+        out.append(ch)
+        i += 1
+    return "".join(out)
+
 
 def _matches(full: str, st: os.stat_result, entry: Entry) -> bool:
     if stat.S_ISLNK(st.st_mode):

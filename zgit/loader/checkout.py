@@ -29,6 +29,7 @@ from typing import Dict, Iterator, List, Optional, Tuple
 
 import filelock
 
+from zgit.dirty import advice, describe, submodule_of
 from zgit.errors import DirtyModuleError, LockTimeoutError, RecoverError, ZgitError
 from zgit.gitrepo import MODE_EXEC, MODE_GITLINK, MODE_LINK, Entry, GitRepo, is_bytecode_cache
 
@@ -471,12 +472,17 @@ def checked_out(
     with locked(git, timeout) as state:
         recover_locked(git, state)
         head = git.head_sha()
-        dirty = git.dirty_paths(module_dir, head)
-        if dirty:
+        dirty_files = git.dirty_files(module_dir, head)
+        if dirty_files:
+            dirty = [f.path for f in dirty_files]
+            more = advice(dirty_files)
+            if submodule_of(dirty_files):
+                why = f"is inside the git submodule {submodule_of(dirty_files)}/, which zgit cannot check out"
+            else:
+                why = f"has changes that are not committed: {describe(dirty_files, limit=len(dirty_files))}"
             raise DirtyModuleError(
-                f"module directory {module_dir!r} has changes that are not committed: "
-                f"{', '.join(dirty)}. Commit or stash them, or load with strategy='memory', "
-                "which does not touch the work tree",
+                f"module directory {module_dir!r} {why}. Commit or stash them, or load with "
+                "strategy='memory', which does not touch the work tree" + (f" ({more})" if more else ""),
                 dirty,
             )
         original = (git.entries(head, module_dir) or {}) if head else {}
