@@ -23,7 +23,7 @@ from zgit.convert import Crlf, crlf_action, crlf_to_git, ident_to_git, indexed_t
 from zgit.dirty import DirtyFile
 from zgit.errors import NotARepositoryError, PinNotFoundError
 from zgit.gitindex import (
-    STRICT,
+    EMPTY_BLOB_SHA1,
     GitIndex,
     IndexEntry,
     IndexFormatError,
@@ -100,6 +100,8 @@ class GitRepo:
         self._index: Tuple[object, Optional[GitIndex]] = (None, None)
         self._settings_cache: Tuple[object, Optional["_CleanSettings"]] = (None, None)
         self._config_files: Optional[List[str]] = None
+        self._common: Optional[str] = None
+        self._trusted_cache: Optional[Tuple[tuple, Dict[str, tuple], GitIndex]] = None
 
     # -- commits -------------------------------------------------------------------------
 
@@ -299,7 +301,7 @@ class GitRepo:
                     return [DirtyFile(submodule, "submodule")]
             expected = found or {}
         indexed: Dict[str, IndexEntry] = index.entries_under(directory) if index is not None else {}
-        racy_before_s = (index.timestamp_ns // 1_000_000_000) & 0xFFFFFFFF if index is not None else 0
+        trusted = self._trusted_signatures(directory, head, expected, index)
         base = os.path.join(self.root, directory)
         dirty: List[DirtyFile] = []
         misses: List[Tuple[str, str, os.stat_result, Entry, Optional[IndexEntry]]] = []
@@ -315,7 +317,7 @@ class GitRepo:
                 tracked_dirs[0] = {p.rsplit("/", i)[0] for p in expected for i in range(1, p.count("/") + 1)}
             return relpath not in tracked_dirs[0]
 
-        for relpath, full, st in _walk_files(base, directory, gitlinks, pruned):
+        for relpath, item in _walk_files(base, directory, gitlinks, pruned):
             seen.add(relpath)
             entry = expected.get(relpath)
             if entry is None:
@@ -324,21 +326,16 @@ class GitRepo:
                 continue
             if entry.mode == MODE_GITLINK:
                 continue
-            cached = indexed.get(relpath)
-            if (
-                cached is not None
-                and cached.oid == entry.oid
-                and cached.mode == entry.mode
-                and not cached.flags & 0x8000  # assume-unchanged: zgit looks anyway
-                and not cached.xflags
-                and cached.mtime_s < racy_before_s
-                and stat_matches(cached, st)
+            st = item.stat(follow_symlinks=False)
+            signature = trusted.get(relpath)
+            if signature is not None and signature == (
+                st.st_mode & 0o170100, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_uid, st.st_gid
             ):
                 continue  # git's stat cache: unchanged since git hashed it
-            misses.append((relpath, full, st, entry, cached))
+            misses.append((relpath, item.path, st, entry, indexed.get(relpath)))
         if misses:
             settings = self._clean_settings()
-            convert = settings.autocrlf or self._attributes_may_apply(directory, seen, expected)
+            convert = settings.autocrlf or self._attributes_may_apply(directory, seen, expected, index, settings)
             for relpath, full, st, entry, cached in misses:
                 reason = self._compare(relpath, full, st, entry, cached, settings, convert, index)
                 if reason is not None:
@@ -357,6 +354,42 @@ class GitRepo:
         return dirty
 
     # -- the clean check's parts ---------------------------------------------------------
+
+    def _trusted_signatures(
+        self, directory: str, head: Optional[str], expected: Entries, index: Optional[GitIndex]
+    ) -> Dict[str, tuple]:
+        """``{path: stat signature}`` of the regular files whose index entry is HEAD's, is
+        not racily clean, and carries no assume-unchanged/skip-worktree mark: a file whose
+        lstat gives that signature (type and owner exec bit, size, mtime, ctime, inode,
+        uid, gid: all that git compares, to the nanosecond) is clean without a read.
+        Cached per index and HEAD, so the common check is one lstat and a tuple compare
+        per file; anything else takes the exact path (:meth:`_compare`)."""
+        if index is None or head is None:
+            return {}
+        key = (directory, head)
+        cached = self._trusted_cache
+        if cached is not None and cached[0] == key and cached[2] is index:
+            return cached[1]
+        out: Dict[str, tuple] = {}
+        for path, item in index.entries_under(directory).items():
+            entry = expected.get(path)
+            if (
+                entry is None
+                or item.oid != entry.oid
+                or item.mode != entry.mode
+                or entry.mode not in (MODE_BLOB, MODE_EXEC)
+                or item.flags & 0x8000
+                or item.xflags
+                or is_racy(item, index.timestamp_ns)
+                or (item.size == 0 and item.oid != EMPTY_BLOB_SHA1)
+            ):
+                continue
+            out[path] = (
+                item.mode & 0o170100, item.size, item.mtime_s * 1_000_000_000 + item.mtime_ns,
+                item.ctime_s * 1_000_000_000 + item.ctime_ns, item.ino, item.uid, item.gid,
+            )
+        self._trusted_cache = (key, out, index)
+        return out
 
     def _current_index(self) -> Optional[GitIndex]:
         """The parsed index, re-read only when the file changed; None when it is absent
@@ -412,21 +445,42 @@ class GitRepo:
         return self._config_files
 
     def _common_dir(self) -> str:
+        """The repository's common directory (a linked worktree's is the main one's)."""
+        if self._common is None:
+            try:
+                with open(os.path.join(self.git_dir, "commondir"), encoding="utf-8") as fh:
+                    self._common = os.path.realpath(os.path.join(self.git_dir, fh.read().strip()))
+            except OSError:
+                self._common = str(self.git_dir)
+        return self._common
+
+    def _attribute_files(self, attributes_file: Optional[str]) -> List[str]:
+        """The gitattributes files outside the work tree: info/attributes, the global
+        one (core.attributesFile, or git/attributes under XDG_CONFIG_HOME or ~/.config)
+        and the system one."""
+        paths = [os.path.join(self._common_dir(), "info", "attributes")]
+        if attributes_file:
+            paths.append(os.path.expanduser(attributes_file))
+        else:
+            xdg = os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config")
+            paths.append(os.path.join(xdg, "git", "attributes"))
         try:
-            with open(os.path.join(self.git_dir, "commondir"), encoding="utf-8") as fh:
-                return os.path.realpath(os.path.join(self.git_dir, fh.read().strip()))
-        except OSError:
-            return str(self.git_dir)
+            system = str(pygit2.settings.search_path[2])
+            paths.extend(os.path.join(d, "gitattributes") for d in system.split(os.pathsep) if d)
+        except (ValueError, KeyError, IndexError, pygit2.GitError):
+            pass
+        return paths
 
     def _clean_settings(self) -> "_CleanSettings":
         """git configuration the clean check needs, re-read when a config file changed."""
+        cached_key, cached = self._settings_cache
+        watched = self._config_paths() + (cached.attribute_files if cached is not None else [])
         key = []
-        for path in self._config_paths():
+        for path in watched:
             try:
                 key.append(stat_key(os.stat(path)))
             except OSError:
                 key.append(None)
-        cached_key, cached = self._settings_cache
         if cached is not None and cached_key == key:
             return cached
         with self._lock:
@@ -436,6 +490,8 @@ class GitRepo:
                 "input" if autocrlf_text is not None and autocrlf_text.lower() == "input"
                 else _config_bool(snapshot, "core.autocrlf", False)
             )
+            attributes_file = _config_str(snapshot, "core.attributesfile")
+            attribute_files = self._attribute_files(attributes_file)
             settings = _CleanSettings(
                 policy=StatPolicy(
                     trust_ctime=_config_bool(snapshot, "core.trustctime", True),
@@ -444,13 +500,19 @@ class GitRepo:
                     symlinks=_config_bool(snapshot, "core.symlinks", True),
                 ),
                 autocrlf=autocrlf,
-                attributes_file=_config_str(snapshot, "core.attributesfile"),
+                attribute_files=attribute_files,
+                outside_attributes=any(os.path.exists(p) for p in attribute_files),
                 snapshot=snapshot,
             )
-        self._settings_cache = (key, settings)
+        # The key was taken before the snapshot (a change after it shows next time); when
+        # the watched attribute files changed (core.attributesFile did), take a new one.
+        same_files = cached is not None and cached.attribute_files == attribute_files
+        self._settings_cache = (key if same_files else None, settings)
         return settings
 
-    def _attributes_may_apply(self, directory: str, seen, expected: Entries) -> bool:
+    def _attributes_may_apply(
+        self, directory: str, seen, expected: Entries, index: Optional[GitIndex], settings: "_CleanSettings"
+    ) -> bool:
         """Whether any gitattributes file could give a path below ``directory``
         attributes: a ``.gitattributes`` above it or in it, ``info/attributes``, the global
         or the system file.  When none can, files are hashed as they are."""
@@ -463,22 +525,9 @@ class GitRepo:
             return True
         if any(p.endswith("/.gitattributes") for p in expected):
             return True
-        index = self._current_index()
         if index is not None and any(index.get("/".join(parts[:i] + [".gitattributes"])) for i in range(len(parts) + 1)):
             return True
-        settings = self._clean_settings()
-        candidates = [os.path.join(self._common_dir(), "info", "attributes")]
-        if settings.attributes_file:
-            candidates.append(os.path.expanduser(settings.attributes_file))
-        else:
-            xdg = os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config")
-            candidates.append(os.path.join(xdg, "git", "attributes"))
-        try:
-            system = str(pygit2.settings.search_path[2])
-            candidates.extend(os.path.join(d, "gitattributes") for d in system.split(os.pathsep) if d)
-        except (ValueError, KeyError, IndexError, pygit2.GitError):
-            pass
-        return any(os.path.exists(c) for c in candidates)
+        return settings.outside_attributes
 
     def _compare(
         self,
@@ -644,7 +693,8 @@ class _CleanSettings:
 
     policy: StatPolicy
     autocrlf: Union[bool, str]  # False, True or "input"
-    attributes_file: Optional[str]
+    attribute_files: List[str]  # gitattributes files outside the work tree ...
+    outside_attributes: bool  # ... and whether any exists
     snapshot: object = field(compare=False, repr=False)
 
 
@@ -691,8 +741,9 @@ def _matches(full: str, st: os.stat_result, entry: Entry) -> bool:
     return str(pygit2.hashfile(full)) == entry.oid
 
 
-def _walk_files(base: str, directory: str, gitlinks, pruned) -> Iterator[Tuple[str, str, os.stat_result]]:
-    """Yield (repo path, full path, lstat) of every non-cache file below ``base``."""
+def _walk_files(base: str, directory: str, gitlinks, pruned) -> Iterator[Tuple[str, "os.DirEntry[str]"]]:
+    """Yield (repo path, directory entry) of every non-cache file below ``base`` (its
+    ``stat(follow_symlinks=False)`` is the lstat), and of every gitlink directory."""
     prefix = "" if directory in ("", ".") else directory.rstrip("/") + "/"
     stack = [(base, prefix)]
     while stack:
@@ -707,13 +758,13 @@ def _walk_files(base: str, directory: str, gitlinks, pruned) -> Iterator[Tuple[s
                 if item.is_dir(follow_symlinks=False):
                     if item.name == _CACHE_DIR or item.name == ".git" or relpath in gitlinks:
                         if relpath in gitlinks:
-                            yield relpath, item.path, item.stat(follow_symlinks=False)
+                            yield relpath, item
                         continue
                     if pruned(relpath):
                         continue
                     stack.append((item.path, relpath + "/"))
                 elif not item.name.endswith(_CACHE_SUFFIXES):
-                    yield relpath, item.path, item.stat(follow_symlinks=False)
+                    yield relpath, item
 
 
 @functools.lru_cache(maxsize=256)
