@@ -317,22 +317,25 @@ class GitRepo:
                 tracked_dirs[0] = {p.rsplit("/", i)[0] for p in expected for i in range(1, p.count("/") + 1)}
             return relpath not in tracked_dirs[0]
 
-        for relpath, item in _walk_files(base, directory, gitlinks, pruned):
-            seen.add(relpath)
-            entry = expected.get(relpath)
-            if entry is None:
-                if not self.is_ignored(relpath):
-                    dirty.append(DirtyFile(relpath, "new"))
-                continue
-            if entry.mode == MODE_GITLINK:
-                continue
-            st = item.stat(follow_symlinks=False)
-            signature = trusted.get(relpath)
-            if signature is not None and signature == (
-                st.st_mode & 0o170100, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_uid, st.st_gid
-            ):
-                continue  # git's stat cache: unchanged since git hashed it
-            misses.append((relpath, item.path, st, entry, indexed.get(relpath)))
+        add_seen = seen.add
+        for rel, items in _walk_files(base, directory, gitlinks, pruned):
+            for item in items:
+                relpath = rel + item.name
+                add_seen(relpath)
+                entry = expected.get(relpath)
+                if entry is None:
+                    if not self.is_ignored(relpath):
+                        dirty.append(DirtyFile(relpath, "new"))
+                    continue
+                if entry.mode == MODE_GITLINK:
+                    continue
+                st = item.stat(follow_symlinks=False)
+                signature = trusted.get(relpath)
+                if signature is not None and signature == (
+                    st.st_mode & 0o170100, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_uid, st.st_gid
+                ):
+                    continue  # git's stat cache: unchanged since git hashed it
+                misses.append((relpath, item.path, st, entry, indexed.get(relpath)))
         if misses:
             settings = self._clean_settings()
             convert = settings.autocrlf or self._attributes_may_apply(directory, seen, expected, index, settings)
@@ -741,9 +744,11 @@ def _matches(full: str, st: os.stat_result, entry: Entry) -> bool:
     return str(pygit2.hashfile(full)) == entry.oid
 
 
-def _walk_files(base: str, directory: str, gitlinks, pruned) -> Iterator[Tuple[str, "os.DirEntry[str]"]]:
-    """Yield (repo path, directory entry) of every non-cache file below ``base`` (its
-    ``stat(follow_symlinks=False)`` is the lstat), and of every gitlink directory."""
+def _walk_files(base: str, directory: str, gitlinks, pruned) -> Iterator[Tuple[str, List["os.DirEntry[str]"]]]:
+    """Yield, for every directory below ``base`` (``base`` included), its repository path
+    prefix and its entries that are files (not bytecode caches) or gitlinks; an entry's
+    ``stat(follow_symlinks=False)`` is its lstat.  Batches per directory keep the
+    caller's loop over files tight."""
     prefix = "" if directory in ("", ".") else directory.rstrip("/") + "/"
     stack = [(base, prefix)]
     while stack:
@@ -752,19 +757,22 @@ def _walk_files(base: str, directory: str, gitlinks, pruned) -> Iterator[Tuple[s
             scan = os.scandir(current)
         except (FileNotFoundError, NotADirectoryError):
             continue
+        files = []
         with scan:
             for item in scan:
-                relpath = rel + item.name
+                name = item.name
                 if item.is_dir(follow_symlinks=False):
-                    if item.name == _CACHE_DIR or item.name == ".git" or relpath in gitlinks:
+                    relpath = rel + name
+                    if name == _CACHE_DIR or name == ".git" or relpath in gitlinks:
                         if relpath in gitlinks:
-                            yield relpath, item
+                            files.append(item)
                         continue
                     if pruned(relpath):
                         continue
                     stack.append((item.path, relpath + "/"))
-                elif not item.name.endswith(_CACHE_SUFFIXES):
-                    yield relpath, item
+                elif not name.endswith(_CACHE_SUFFIXES):
+                    files.append(item)
+        yield rel, files
 
 
 @functools.lru_cache(maxsize=256)
