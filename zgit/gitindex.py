@@ -120,8 +120,9 @@ class GitIndex:
         self.timestamp_ns = timestamp_ns
         self._data = data
         self._oid_size = oid_size
-        self._paths: List[bytes] = []
-        self._offsets: List[int] = []  # offset of each entry's fixed part
+        self._paths: "List[bytes] | _PathView" = []
+        self._offsets: List[int] = []  # where each entry starts
+        self._lengths: List[int] = []  # v2, v3: each path's length
         self._by_dir: Dict[str, Dict[str, IndexEntry]] = {}
         self._parse()
 
@@ -140,39 +141,47 @@ class GitIndex:
         fixed = _STAT_BYTES + self._oid_size  # up to the flags
         end = len(data) - self._oid_size  # the trailing checksum
         pos = _HEADER.size
-        paths, offsets = self._paths, self._offsets
-        previous = b""
-        for _ in range(count):
-            if pos + fixed + 2 > end:
-                raise IndexFormatError("the index ends inside an entry")
-            flags = (data[pos + fixed] << 8) | data[pos + fixed + 1]
-            head = fixed + 2
-            if flags & FLAG_EXTENDED:
-                if version < 3:
-                    raise IndexFormatError("an extended entry in a version 2 index")
-                head += 2
-            start = pos + head
-            if version == 4:
-                strip, start = _decode_varint(data, start)
+        offsets = self._offsets
+        if version == 4:
+            paths = self._paths = []
+            previous = b""
+            for _ in range(count):
+                if pos + fixed + 2 > end:
+                    raise IndexFormatError("the index ends inside an entry")
+                flags = (data[pos + fixed] << 8) | data[pos + fixed + 1]
+                strip, start = _decode_varint(data, pos + fixed + (4 if flags & FLAG_EXTENDED else 2))
                 nul = data.find(b"\0", start, end)
                 if nul < 0 or strip > len(previous):
                     raise IndexFormatError("a malformed path in a version 4 index")
-                path = previous[: len(previous) - strip] + data[start:nul]
-                previous = path
+                previous = previous[: len(previous) - strip] + data[start:nul]
+                paths.append(previous)
                 offsets.append(pos)
                 pos = nul + 1
-            else:
+        else:
+            # Only offsets and name lengths here: paths are sliced when a search probes
+            # them, so that a large index costs little to take in.
+            lengths = self._lengths
+            add_offset, add_length = offsets.append, lengths.append
+            for _ in range(count):
+                if pos + fixed + 2 > end:
+                    raise IndexFormatError("the index ends inside an entry")
+                flags = (data[pos + fixed] << 8) | data[pos + fixed + 1]
+                head = fixed + 2
+                if flags & FLAG_EXTENDED:
+                    if version < 3:
+                        raise IndexFormatError("an extended entry in a version 2 index")
+                    head = fixed + 4
                 length = flags & FLAG_NAME_MASK
                 if length == FLAG_NAME_MASK:  # 4095 or longer: find the NUL
-                    nul = data.find(b"\0", start + length, end)
+                    nul = data.find(b"\0", pos + head + length, end)
                     if nul < 0:
                         raise IndexFormatError("an unterminated path in the index")
-                    length = nul - start
-                path = data[start : start + length]
-                offsets.append(pos)
+                    length = nul - pos - head
+                add_offset(pos)
+                add_length(length)
                 # 1 to 8 NULs pad the entry to a multiple of 8 bytes
                 pos += (head + length + 8) & ~7
-            paths.append(path)
+            self._paths = _PathView(data, offsets, lengths, fixed)
         if pos > end:
             raise IndexFormatError("the index ends inside an entry")
         self._check_extensions(pos, end)
@@ -185,6 +194,9 @@ class GitIndex:
             if signature == b"link":
                 raise IndexFormatError("a split index (its entries live in a shared index file)")
             pos += 8 + size
+
+    def _entry_at(self, i: int) -> IndexEntry:
+        return self._entry(self._offsets[i])
 
     def _entry(self, offset: int) -> IndexEntry:
         data = self._data
@@ -204,7 +216,7 @@ class GitIndex:
         key = os.fsencode(path)
         i = bisect.bisect_left(self._paths, key)
         while i < len(self._paths) and self._paths[i] == key:
-            found = self._entry(self._offsets[i])
+            found = self._entry_at(i)
             if found.stage == 0:
                 return found
             i += 1
@@ -222,7 +234,7 @@ class GitIndex:
         out: Dict[str, IndexEntry] = {}
         conflicted = set()
         while i < len(paths) and paths[i].startswith(prefix):
-            entry = self._entry(self._offsets[i])
+            entry = self._entry_at(i)
             name = os.fsdecode(paths[i])
             if entry.stage == 0:
                 out[name] = entry
@@ -235,6 +247,24 @@ class GitIndex:
             self._by_dir.clear()
         self._by_dir[directory] = out
         return out
+
+
+class _PathView:
+    """The paths of a version 2 or 3 index as a sequence (for :mod:`bisect`), sliced
+    from the file's bytes on demand."""
+
+    __slots__ = ("_data", "_offsets", "_lengths", "_fixed")
+
+    def __init__(self, data: bytes, offsets: List[int], lengths: List[int], fixed: int) -> None:
+        self._data, self._offsets, self._lengths, self._fixed = data, offsets, lengths, fixed
+
+    def __len__(self) -> int:
+        return len(self._offsets)
+
+    def __getitem__(self, i: int) -> bytes:
+        flags_at = self._offsets[i] + self._fixed
+        start = flags_at + (4 if self._data[flags_at] & 0x40 else 2)  # FLAG_EXTENDED's byte
+        return self._data[start : start + self._lengths[i]]
 
 
 def read_index(path: str, oid_size: int = 20) -> Tuple[Optional[GitIndex], Optional[os.stat_result]]:
