@@ -474,3 +474,23 @@ def test_generated_mixes_were_both_clean_and_dirty():
     if len(_OUTCOMES) < 200:
         pytest.skip("the generated test did not run in this process")
     assert 0 < sum(_OUTCOMES) < len(_OUTCOMES)
+
+
+def test_checkout_load_refuses_a_marked_file_and_says_why(repo):
+    """The checkout loader refuses a module directory whose --assume-unchanged file was
+    edited (git status is clean), names the mark, and leaves the tree as it was."""
+    from tests._project import SOURCE, build_history
+    from zgit import DirtyModuleError, load_source
+
+    shas = build_history(repo, 2)
+    helper = "trainers/my_awesome_trainer/helper.py"
+    git(repo, "update-index", "--assume-unchanged", helper)
+    repo.write(helper, "HELPER_VERSION = 'edited'\n")
+    before, status_before = repo.snapshot(), git(repo, "status", "--porcelain", "--untracked-files=all")
+    assert status_before == ""
+    with pytest.raises(DirtyModuleError) as info:
+        load_source(f"{SOURCE}@{shas[0]}", strategy="checkout")
+    assert info.value.paths == [helper]
+    assert "assume-unchanged" in str(info.value) and "stricter than git status" in str(info.value)
+    assert repo.snapshot() == before
+    assert git(repo, "status", "--porcelain", "--untracked-files=all") == status_before

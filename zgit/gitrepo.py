@@ -291,7 +291,6 @@ class GitRepo:
         if head is _READ_HEAD:
             head = self.head_sha()
         expected: Entries = {}
-        prefix = "" if directory in ("", ".") else directory.rstrip("/") + "/"
         index = self._current_index()
         if head is not None:
             found = self.entries(head, directory)
@@ -332,7 +331,8 @@ class GitRepo:
                 st = item.stat(follow_symlinks=False)
                 signature = trusted.get(relpath)
                 if signature is not None and signature == (
-                    st.st_mode & 0o170100, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_uid, st.st_gid
+                    st.st_mode & 0o170100, st.st_size, st.st_mtime_ns, st.st_ctime_ns,
+                    st.st_ino & 0xFFFFFFFF, st.st_uid, st.st_gid,
                 ):
                     continue  # git's stat cache: unchanged since git hashed it
                 misses.append((relpath, item.path, st, entry, indexed.get(relpath)))
@@ -363,8 +363,9 @@ class GitRepo:
     ) -> Dict[str, tuple]:
         """``{path: stat signature}`` of the regular files whose index entry is HEAD's, is
         not racily clean, and carries no assume-unchanged/skip-worktree mark: a file whose
-        lstat gives that signature (type and owner exec bit, size, mtime, ctime, inode,
-        uid, gid: all that git compares, to the nanosecond) is clean without a read.
+        lstat gives that signature (type and owner exec bit, size, mtime, ctime, inode's
+        low 32 bits as the index keeps them, uid, gid: all that git compares, to the
+        nanosecond) is clean without a read.
         Cached per index and HEAD, so the common check is one lstat and a tuple compare
         per file; anything else takes the exact path (:meth:`_compare`)."""
         if index is None or head is None:

@@ -475,16 +475,21 @@ def checked_out(
         dirty_files = git.dirty_files(module_dir, head)
         if dirty_files:
             dirty = [f.path for f in dirty_files]
-            more = advice(dirty_files)
-            if submodule_of(dirty_files):
-                why = f"is inside the git submodule {submodule_of(dirty_files)}/, which zgit cannot check out"
+            submodule = submodule_of(dirty_files)
+            if submodule:
+                message = (
+                    f"module directory {module_dir!r} is inside the git submodule {submodule}/, whose "
+                    "files this repository's commits do not hold; load it from the submodule's own "
+                    "repository (repo=<its path>)"
+                )
             else:
-                why = f"has changes that are not committed: {describe(dirty_files, limit=len(dirty_files))}"
-            raise DirtyModuleError(
-                f"module directory {module_dir!r} {why}. Commit or stash them, or load with "
-                "strategy='memory', which does not touch the work tree" + (f" ({more})" if more else ""),
-                dirty,
-            )
+                more = advice(dirty_files)
+                message = (
+                    f"module directory {module_dir!r} has changes that are not committed: "
+                    f"{describe(dirty_files, limit=len(dirty_files))}. Commit or stash them, or load "
+                    "with strategy='memory', which does not touch the work tree" + (f" ({more})" if more else "")
+                )
+            raise DirtyModuleError(message, dirty)
         original = (git.entries(head, module_dir) or {}) if head else {}
         pinned = git.entries(sha, module_dir) or {}
         changes = [
