@@ -101,7 +101,8 @@ class GitRepo:
         self._settings_cache: Tuple[object, Optional["_CleanSettings"]] = (None, None)
         self._config_files: Optional[List[str]] = None
         self._common: Optional[str] = None
-        self._trusted_cache: Optional[Tuple[tuple, Dict[str, tuple], GitIndex]] = None
+        self._tracked_cache: Optional[Tuple[Entries, List[str]]] = None
+        self._trusted_cache: Optional[Tuple[tuple, Dict[str, Dict[str, tuple]], GitIndex]] = None
 
     # -- commits -------------------------------------------------------------------------
 
@@ -316,11 +317,24 @@ class GitRepo:
                 tracked_dirs[0] = {p.rsplit("/", i)[0] for p in expected for i in range(1, p.count("/") + 1)}
             return relpath not in tracked_dirs[0]
 
-        add_seen = seen.add
+        hits = 0  # files the stat cache proves clean (not put in `seen`: the hot loop)
+        no_signatures: Dict[str, tuple] = {}
         for rel, items in _walk_files(base, directory, gitlinks, pruned):
+            signatures = trusted.get(rel, no_signatures)
             for item in items:
-                relpath = rel + item.name
-                add_seen(relpath)
+                name = item.name
+                signature = signatures.get(name)
+                st = None
+                if signature is not None:
+                    st = item.stat(follow_symlinks=False)
+                    if signature == (
+                        st.st_mode & 0o170100, st.st_size, st.st_mtime_ns, st.st_ctime_ns,
+                        st.st_ino & 0xFFFFFFFF, st.st_uid, st.st_gid,
+                    ):
+                        hits += 1
+                        continue  # git's stat cache: unchanged since git hashed it
+                relpath = rel + name
+                seen.add(relpath)
                 entry = expected.get(relpath)
                 if entry is None:
                     if not self.is_ignored(relpath):
@@ -328,13 +342,8 @@ class GitRepo:
                     continue
                 if entry.mode == MODE_GITLINK:
                     continue
-                st = item.stat(follow_symlinks=False)
-                signature = trusted.get(relpath)
-                if signature is not None and signature == (
-                    st.st_mode & 0o170100, st.st_size, st.st_mtime_ns, st.st_ctime_ns,
-                    st.st_ino & 0xFFFFFFFF, st.st_uid, st.st_gid,
-                ):
-                    continue  # git's stat cache: unchanged since git hashed it
+                if st is None:
+                    st = item.stat(follow_symlinks=False)
                 misses.append((relpath, item.path, st, entry, indexed.get(relpath)))
         if misses:
             settings = self._clean_settings()
@@ -343,25 +352,40 @@ class GitRepo:
                 reason = self._compare(relpath, full, st, entry, cached, settings, convert, index)
                 if reason is not None:
                     dirty.append(DirtyFile(relpath, reason))
-        for path, entry in expected.items():
-            if path in seen or is_bytecode_cache(path):
-                continue
-            cached = indexed.get(path)
-            reason = "deleted"
-            if cached is not None and cached.skip_worktree:
-                reason = "skip-worktree"
-            elif cached is not None and cached.assume_unchanged:
-                reason = "assume-unchanged"
-            dirty.append(DirtyFile(path, reason))
+        wanted = self._tracked_files(expected)
+        if hits + sum(1 for p in seen if p in expected) < len(wanted):
+            # Something tracked is gone: list what is there (names only, no stat) to say what.
+            present = {rel + item.name for rel, items in _walk_files(base, directory, gitlinks, pruned) for item in items}
+            for path in wanted:
+                if path in present:
+                    continue
+                cached = indexed.get(path)
+                reason = "deleted"
+                if cached is not None and cached.skip_worktree:
+                    reason = "skip-worktree"
+                elif cached is not None and cached.assume_unchanged:
+                    reason = "assume-unchanged"
+                dirty.append(DirtyFile(path, reason))
         dirty.sort(key=lambda item: item.path)
         return dirty
 
     # -- the clean check's parts ---------------------------------------------------------
 
+    def _tracked_files(self, expected: Entries) -> List[str]:
+        """HEAD's paths below a directory that must be on disk (bytecode caches need not),
+        remembered for the last tree (``entries`` returns the same dict for it)."""
+        cached = self._tracked_cache
+        if cached is not None and cached[0] is expected:
+            return cached[1]
+        wanted = [p for p in expected if not is_bytecode_cache(p)]
+        self._tracked_cache = (expected, wanted)
+        return wanted
+
     def _trusted_signatures(
         self, directory: str, head: Optional[str], expected: Entries, index: Optional[GitIndex]
-    ) -> Dict[str, tuple]:
-        """``{path: stat signature}`` of the regular files whose index entry is HEAD's, is
+    ) -> Dict[str, Dict[str, tuple]]:
+        """``{directory prefix: {file name: stat signature}}`` of the regular files whose
+        index entry is HEAD's, is
         not racily clean, and carries no assume-unchanged/skip-worktree mark: a file whose
         lstat gives that signature (type and owner exec bit, size, mtime, ctime, inode's
         low 32 bits as the index keeps them, uid, gid: all that git compares, to the
@@ -374,7 +398,7 @@ class GitRepo:
         cached = self._trusted_cache
         if cached is not None and cached[0] == key and cached[2] is index:
             return cached[1]
-        out: Dict[str, tuple] = {}
+        out: Dict[str, Dict[str, tuple]] = {}
         for path, item in index.entries_under(directory).items():
             entry = expected.get(path)
             if (
@@ -388,7 +412,8 @@ class GitRepo:
                 or (item.size == 0 and item.oid != EMPTY_BLOB_SHA1)
             ):
                 continue
-            out[path] = (
+            parent, _, name = path.rpartition("/")
+            out.setdefault(parent + "/" if parent else "", {})[name] = (
                 item.mode & 0o170100, item.size, item.mtime_s * 1_000_000_000 + item.mtime_ns,
                 item.ctime_s * 1_000_000_000 + item.ctime_ns, item.ino, item.uid, item.gid,
             )
