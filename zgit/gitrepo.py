@@ -101,8 +101,9 @@ class GitRepo:
         self._settings_cache: Tuple[object, Optional["_CleanSettings"]] = (None, None)
         self._config_files: Optional[List[str]] = None
         self._common: Optional[str] = None
-        self._tracked_cache: Optional[Tuple[Entries, List[str]]] = None
-        self._trusted_cache: Optional[Tuple[tuple, Dict[str, Dict[str, tuple]], GitIndex]] = None
+        self._tracked_cache: Dict[int, Tuple[Entries, List[str]]] = {}
+        # (directory, HEAD) -> (signatures, the index they came from), a few directories
+        self._trusted_cache: Dict[Tuple[str, str], Tuple[Dict[str, Dict[str, tuple]], GitIndex]] = {}
 
     # -- commits -------------------------------------------------------------------------
 
@@ -374,11 +375,13 @@ class GitRepo:
     def _tracked_files(self, expected: Entries) -> List[str]:
         """HEAD's paths below a directory that must be on disk (bytecode caches need not),
         remembered for the last tree (``entries`` returns the same dict for it)."""
-        cached = self._tracked_cache
+        cached = self._tracked_cache.get(id(expected))
         if cached is not None and cached[0] is expected:
             return cached[1]
         wanted = [p for p in expected if not is_bytecode_cache(p)]
-        self._tracked_cache = (expected, wanted)
+        if len(self._tracked_cache) >= 64:
+            self._tracked_cache.clear()
+        self._tracked_cache[id(expected)] = (expected, wanted)  # holding `expected` keeps its id
         return wanted
 
     def _trusted_signatures(
@@ -390,14 +393,14 @@ class GitRepo:
         lstat gives that signature (type and owner exec bit, size, mtime, ctime, inode's
         low 32 bits as the index keeps them, uid, gid: all that git compares, to the
         nanosecond) is clean without a read.
-        Cached per index and HEAD, so the common check is one lstat and a tuple compare
+        Cached per directory, HEAD and index, so the common check is one lstat and a tuple compare
         per file; anything else takes the exact path (:meth:`_compare`)."""
         if index is None or head is None:
             return {}
         key = (directory, head)
-        cached = self._trusted_cache
-        if cached is not None and cached[0] == key and cached[2] is index:
-            return cached[1]
+        cached = self._trusted_cache.get(key)
+        if cached is not None and cached[1] is index:
+            return cached[0]
         out: Dict[str, Dict[str, tuple]] = {}
         for path, item in index.entries_under(directory).items():
             entry = expected.get(path)
@@ -417,7 +420,9 @@ class GitRepo:
                 item.mode & 0o170100, item.size, item.mtime_s * 1_000_000_000 + item.mtime_ns,
                 item.ctime_s * 1_000_000_000 + item.ctime_ns, item.ino, item.uid, item.gid,
             )
-        self._trusted_cache = (key, out, index)
+        if len(self._trusted_cache) >= 64:
+            self._trusted_cache.clear()
+        self._trusted_cache[key] = (out, index)
         return out
 
     def _current_index(self) -> Optional[GitIndex]:
