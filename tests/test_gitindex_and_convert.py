@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from tests.conftest import WorkTree, git_env
-from zgit.convert import Crlf, crlf_action, crlf_to_git, ident_to_git, indexed_text_has_crlf, looks_binary
+from zgit.convert import Crlf, crlf_action, crlf_to_git, ident_to_git, indexed_text_has_crlf, looks_binary, to_utf8
 from zgit.gitindex import GitIndex, IndexFormatError, read_index
 
 
@@ -173,3 +173,31 @@ def test_binary_guess_and_indexed_crlf():
     assert crlf_to_git(b"a\r\n", Crlf.AUTO, lambda: False) == b"a\n"
     assert crlf_to_git(b"a\r\r\n", Crlf.TEXT, lambda: False) == b"a\r\n"
     assert ident_to_git(b"$Id: abc $ and $Id: x\n$") == b"$Id$ and $Id: x\n$"
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=st.text(alphabet="ab\u00e9\u4e2d\n", max_size=12),
+       encoding=st.sampled_from(["UTF-16", "UTF-16LE", "UTF-16BE", "ISO-8859-1", "UTF-8"]),
+       codec=st.sampled_from(["utf-16", "utf-16-le", "utf-16-be", "latin-1", "utf-8"]))
+def test_working_tree_encoding_equals_git(tmp_path_factory, text, encoding, codec):
+    repo = _encoding_repo(tmp_path_factory)
+    try:
+        data = text.encode(codec)
+    except UnicodeError:
+        return
+    (repo / ".gitattributes").write_text(f"*.enc working-tree-encoding={encoding}\n")
+    result = subprocess.run(["git", "hash-object", "--stdin", "--path=f.enc"], cwd=repo, env=git_env(),
+                            input=data, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # without -w, git hashes what it cannot convert as it is (as git status compares it)
+    converted = to_utf8(data, encoding)
+    assert result.returncode == 0, result.stderr
+    assert str(pygit2.hash(data if converted is None else converted)) == result.stdout.decode().strip()
+
+
+_ENCODING_REPO = []
+
+
+def _encoding_repo(factory) -> Path:
+    if not _ENCODING_REPO:
+        _ENCODING_REPO.append(WorkTree(factory.mktemp("encoding") / "repo").path)
+    return _ENCODING_REPO[0]

@@ -94,6 +94,35 @@ def crlf_to_git(data: bytes, action: Crlf, index_has_cr: Callable[[], bool]) -> 
     return data.replace(b"\r\n", b"\n")
 
 
+_UNICODE_WITH_BOM = {"UTF16": "utf-16", "UTF32": "utf-32"}
+
+
+def to_utf8(data: bytes, encoding: str) -> Optional[bytes]:
+    """``data`` from its ``working-tree-encoding`` to UTF-8, as git stores it (convert.c,
+    encode_to_git); None when git cannot convert it (then ``git add`` refuses the file
+    and ``git status`` compares it unconverted).  As git: plain UTF-16/UTF-32 need a
+    byte-order mark (and lose it), the -LE/-BE forms must not have one; a UTF-8 encoding
+    needs no conversion."""
+    name = encoding.upper().replace("-", "").replace("_", "")
+    if not data or name == "UTF8":
+        return data
+    utf16_boms, utf32_boms = (b"\xff\xfe", b"\xfe\xff"), (b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff")
+    try:
+        if name in _UNICODE_WITH_BOM:
+            if not data.startswith(utf16_boms if name == "UTF16" else utf32_boms):
+                return None
+            text = data.decode(_UNICODE_WITH_BOM[name])
+        else:
+            if name in ("UTF16LE", "UTF16BE") and data.startswith(utf16_boms):
+                return None
+            if name in ("UTF32LE", "UTF32BE") and data.startswith(utf32_boms):
+                return None
+            text = data.decode(encoding)
+        return text.encode("utf-8")
+    except (LookupError, UnicodeError):
+        return None
+
+
 def _count_ident(data: bytes) -> int:
     # convert.c, count_ident: "$Id$" and "$Id: ...$" without a line break inside
     count, i, size = 0, 0, len(data)

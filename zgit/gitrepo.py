@@ -19,7 +19,7 @@ from typing import Callable, Dict, Iterator, List, Optional, Tuple, Union
 
 import pygit2
 
-from zgit.convert import Crlf, crlf_action, crlf_to_git, ident_to_git, indexed_text_has_crlf
+from zgit.convert import Crlf, crlf_action, crlf_to_git, ident_to_git, indexed_text_has_crlf, to_utf8
 from zgit.dirty import DirtyFile
 from zgit.errors import NotARepositoryError, PinNotFoundError
 from zgit.gitindex import (
@@ -634,7 +634,8 @@ class GitRepo:
         action = crlf_action(attrs["text"], attrs["crlf"], attrs["eol"], settings.autocrlf)
         driver = attrs["filter"] if isinstance(attrs["filter"], str) else None
         ident = attrs["ident"] is True
-        if action is Crlf.BINARY and not ident and driver is None:
+        encoding = attrs["working-tree-encoding"] if isinstance(attrs["working-tree-encoding"], str) else None
+        if action is Crlf.BINARY and not ident and driver is None and encoding is None:
             return str(pygit2.hashfile(full)) == entry.oid
         with open(full, "rb") as fh:
             data = fh.read()
@@ -643,13 +644,17 @@ class GitRepo:
             if filtered is None:
                 return None
             data = filtered
+        if encoding is not None:
+            reencoded = to_utf8(data, encoding)
+            if reencoded is not None:  # else git compares it unconverted (and refuses to add it)
+                data = reencoded
         indexed_oid = cached.oid if cached is not None else entry.oid
         data = crlf_to_git(data, action, lambda: indexed_text_has_crlf(self.blob(indexed_oid)))
         if ident:
             data = ident_to_git(data)
         return str(pygit2.hash(data)) == entry.oid
 
-    _ATTRIBUTES = ("text", "crlf", "eol", "ident", "filter")
+    _ATTRIBUTES = ("text", "crlf", "eol", "ident", "filter", "working-tree-encoding")
 
     def _conversion_attributes(self, relpath: str) -> Dict[str, object]:
         with self._lock:
