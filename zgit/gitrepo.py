@@ -15,7 +15,7 @@ import subprocess
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List, Optional, Tuple, Union
+from typing import Dict, Iterator, List, Optional, Tuple, Union
 
 import pygit2
 
@@ -278,8 +278,10 @@ class GitRepo:
 
         Untracked (and not ignored), modified, mode-changed and deleted files count; a
         rename shows as its two halves.  Files are compared as git does: after its clean
-        filters, line-ending conversion (``core.autocrlf``, ``text``, ``eol``) and
-        ``ident``, with ``core.fileMode`` and ``core.symlinks`` honoured.  Bytecode caches
+        filters, ``working-tree-encoding``, line-ending conversion (``core.autocrlf``,
+        ``text``, ``eol``) and ``ident``, with ``core.fileMode`` and ``core.symlinks``
+        honoured; like git, a size other than the one the index recorded for HEAD's blob
+        is a change.  Bytecode caches
         never count, tracked or not.  Stricter than git: a file marked
         ``--assume-unchanged`` or ``--skip-worktree`` counts when it differs (reasons
         ``assume-unchanged``, ``skip-worktree``).  A directory inside a submodule gives
