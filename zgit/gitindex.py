@@ -124,6 +124,7 @@ class GitIndex:
         self._offsets: List[int] = []  # where each entry starts
         self._lengths: List[int] = []  # v2, v3: each path's length
         self._by_dir: Dict[str, Dict[str, IndexEntry]] = {}
+        self._got: Dict[str, Optional[IndexEntry]] = {}  # get()'s answers (the index is immutable)
         self._parse()
 
     # -- parsing -------------------------------------------------------------------------
@@ -213,6 +214,15 @@ class GitIndex:
 
     def get(self, path: str) -> Optional[IndexEntry]:
         """The stage-0 entry of ``path`` (repository-relative, POSIX), if any."""
+        if path in self._got:
+            return self._got[path]
+        found = self._find(path)
+        if len(self._got) > 1024:
+            self._got.clear()
+        self._got[path] = found
+        return found
+
+    def _find(self, path: str) -> Optional[IndexEntry]:
         key = os.fsencode(path)
         i = bisect.bisect_left(self._paths, key)
         while i < len(self._paths) and self._paths[i] == key:
