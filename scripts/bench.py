@@ -206,6 +206,9 @@ def score_{name}(values):
 '''
 
 
+_MODULE_NAMES = ["__init__", "step", "helper"] + [f"part{k}" for k in range(7)]
+
+
 def big_repo_spec(n_files: int) -> dict:
     """``n_files`` files in all: the 10-file module directory ``pkg/mod``,
     ``pkg/__init__.py``, ``.gitignore``, and filler files under ``lib/`` (100 a directory)."""
@@ -213,8 +216,7 @@ def big_repo_spec(n_files: int) -> dict:
         ".gitignore": "__pycache__/\n*.pyc\n*.log\n/build/\n",
         "pkg/__init__.py": '"""The benchmark package."""\n',
     }
-    names = ["__init__", "step", "helper"] + [f"part{k}" for k in range(7)]
-    for k, name in enumerate(names):
+    for k, name in enumerate(_MODULE_NAMES):
         weights = ", ".join(str((k * 7 + j) % 13 / 10) for j in range(40))
         files[f"{MODULE_DIR}/{name}.py"] = _MOD_FILE.format(name=name, weights=f"[{weights}]")
     return {
@@ -357,6 +359,85 @@ def bench_pin_check(base: Path, sizes: Sequence[int], quick: bool, profile: Opti
             legacy.git_repo.close()
         shutil.rmtree(root, ignore_errors=True)
     return results
+
+
+# -- pin check: module directory size, big files, core.autocrlf -------------------------
+
+WIDE_DIR = "pkg/wide"
+BIG_DIR = "pkg/big"
+
+
+def dir_repo_spec(wide_files: int, big_bytes: int) -> dict:
+    """The 10-file module directory ``pkg/mod``, a ``wide_files``-file one ``pkg/wide``
+    and ``pkg/big`` holding one file of ``big_bytes`` bytes, in one commit."""
+    files: Dict[str, object] = dict(big_repo_spec(len(_MODULE_NAMES) + 2)["commits"][0]["files"])
+    for k in range(wide_files):
+        files[f"{WIDE_DIR}/part{k:04d}.py"] = _MOD_FILE.format(name=f"w{k}", weights=f"[{k % 13 / 10}]")
+    line = b"0123456789 abcdefghijklmnopqrstuvwxyz ABCDEFGHIJKLMNOPQRSTUVWXYZ 0123456789\n"
+    files[f"{BIG_DIR}/weights.txt"] = line * (big_bytes // len(line))
+    return {"commits": [{"message": "module directories of three sizes", "files": files}]}
+
+
+def bench_pin_dirs(base: Path, quick: bool) -> dict:
+    """The pin check against the module directory's size (issue 14) and in a
+    ``core.autocrlf=true`` work tree (issue 10), each against ``git status -- <dir>``.
+
+    * ``dir_scaling``: zgit on a 1,000-file directory / on a 10-file one (target <= 10);
+    * ``dir_1000_vs_git``, ``bigfile_vs_git``: zgit / git status for the 1,000-file
+      directory and for one holding a single 50 MB file (targets <= 1.0);
+    * ``autocrlf_vs_git``: git status / zgit on the 10-file directory after
+      ``core.autocrlf=true`` and a checkout that wrote CRLF files (target >= 5).
+    """
+    from zgit.gitrepo import open_repo
+
+    wide = 1000
+    big_mb = 5 if quick else 50
+    root = base / "dirs"
+    build(root, dir_repo_spec(wide, big_mb << 20))
+    git(root, "status", "--porcelain")
+    crlf = base / "crlf"
+    build(crlf, big_repo_spec(1000))
+    git(crlf, "config", "core.autocrlf", "true")
+    for path in (crlf / MODULE_DIR).iterdir():
+        path.unlink()
+    git(crlf, "checkout", "--", MODULE_DIR)  # CRLF files, as git for Windows writes them
+    if b"\r\n" not in (crlf / MODULE_DIR / "step.py").read_bytes():
+        raise AssertionError("core.autocrlf=true did not write CRLF files")
+    time.sleep(1.05 - time.time() % 1)
+    git(crlf, "update-index", "-q", "--refresh")
+    for where, directory in ((root, MODULE_DIR), (root, WIDE_DIR), (root, BIG_DIR), (crlf, MODULE_DIR)):
+        z, cli = open_repo(where).dirty_paths(directory), git_status_dirty(where, directory)
+        if z or cli:
+            raise AssertionError(f"{directory} in {where.name} should be clean: zgit {z}, git {cli}")
+
+    def zgit_on(where: Path, directory: str) -> Callable[[], float]:
+        return lambda: timed(lambda: open_repo(where).dirty_paths(directory))
+
+    def git_on(where: Path, directory: str) -> Callable[[], float]:
+        return lambda: timed(lambda: git_status_dirty(where, directory))
+
+    reps_z, reps_cli = (30, 8) if quick else (200, 30)
+    times = interleave([
+        Contender("zgit_10", zgit_on(root, MODULE_DIR), reps_z, warmup=3),
+        Contender("zgit_1000", zgit_on(root, WIDE_DIR), reps_z, warmup=3),
+        Contender("zgit_big", zgit_on(root, BIG_DIR), reps_z, warmup=3),
+        Contender("zgit_crlf", zgit_on(crlf, MODULE_DIR), reps_z, warmup=3),
+        Contender("git_1000", git_on(root, WIDE_DIR), reps_cli, warmup=2),
+        Contender("git_big", git_on(root, BIG_DIR), reps_cli, warmup=2),
+        Contender("git_crlf", git_on(crlf, MODULE_DIR), reps_cli, warmup=2),
+    ])
+    ms = {name: median(values) * 1e3 for name, values in times.items()}
+    shutil.rmtree(root, ignore_errors=True)
+    shutil.rmtree(crlf, ignore_errors=True)
+    return {
+        "dir_scaling": ms["zgit_1000"] / ms["zgit_10"],
+        "dir_1000_vs_git": ms["zgit_1000"] / ms["git_1000"],
+        "bigfile_vs_git": ms["zgit_big"] / ms["git_big"],
+        "autocrlf_vs_git": ms["git_crlf"] / ms["zgit_crlf"],
+        "dirs_ms": ms,
+        "bigfile_mb": big_mb,
+        "wide_files": wide,
+    }
 
 
 # -- loading a pin -----------------------------------------------------------------------
@@ -1287,6 +1368,11 @@ def targets(results: dict) -> Dict[str, dict]:
     add("pin_check 20k: git status / zgit", _ratio(p20.get("git_cli_ms"), p20.get("zgit_ms")), ">=", 5)
     add("pin_check zgit: 100k / 1k", _ratio(pin.get("100000", {}).get("zgit_ms"), pin.get("1000", {}).get("zgit_ms")),
         "<=", 1.5)
+    add("pin_check.dir_scaling: 1,000 / 10 files", pin.get("dir_scaling"), "<=", 10)
+    add("pin_check.dir_1000_vs_git: zgit / git", pin.get("dir_1000_vs_git"), "<=", 1.0)
+    add("pin_check.bigfile_vs_git: zgit / git", pin.get("bigfile_vs_git"), "<=", 1.0,
+        f"one {pin.get('bigfile_mb')} MB file" if pin.get("bigfile_mb") else "")
+    add("pin_check.autocrlf_vs_git: git / zgit", pin.get("autocrlf_vs_git"), ">=", 5)
     load = results.get("load", {})
     ceiling = _ratio(load.get("legacy_ms"), load.get("memory_ms"))
     add("load: legacy / checkout", _ratio(load.get("legacy_ms"), load.get("checkout_ms")), ">=", 20,
@@ -1367,10 +1453,23 @@ def render(results: dict) -> str:
     lines.append("Pin check (module directory pkg/mod, 10 files; medians)")
     lines.append(f"  {'files':>7}  {'zgit':>10}  {'git status':>11}  {'legacy':>11}  {'legacy/zgit':>12}  {'git/zgit':>9}")
     for n, entry in results["pin_check"].items():
+        if not n.isdigit():
+            continue
         lines.append(
             f"  {int(n):>7}  {ms(entry['zgit_ms']):>10}  {ms(entry['git_cli_ms']):>11}  {ms(entry['legacy_ms']):>11}  "
             f"{x(_ratio(entry['legacy_ms'], entry['zgit_ms'])):>12}  {x(_ratio(entry['git_cli_ms'], entry['zgit_ms'])):>9}"
         )
+    dirs = results["pin_check"].get("dirs_ms")
+    if dirs:
+        pin = results["pin_check"]
+        lines += ["", "Pin check by module directory (medians; git status -- <dir>)",
+                  f"  {'pkg/mod, 10 files':<44} zgit {ms(dirs['zgit_10']):>10}",
+                  f"  {'pkg/wide, ' + str(pin['wide_files']) + ' files':<44} zgit {ms(dirs['zgit_1000']):>10}  "
+                  f"git {ms(dirs['git_1000']):>10}",
+                  f"  {'pkg/big, one ' + str(pin['bigfile_mb']) + ' MB file':<44} zgit {ms(dirs['zgit_big']):>10}  "
+                  f"git {ms(dirs['git_big']):>10}",
+                  f"  {'pkg/mod with core.autocrlf=true, CRLF files':<44} zgit {ms(dirs['zgit_crlf']):>10}  "
+                  f"git {ms(dirs['git_crlf']):>10}"]
     load = results.get("load")
     if load:
         lines += ["", f"Loading a pin {load['pin_commits_back']} commits back (~150-line step module + helper; medians)"]
@@ -1514,6 +1613,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             tempfile.TemporaryDirectory(prefix="zgit-bench-", dir=args.tmpdir) as small:
         if "pin_check" not in skip:
             results["pin_check"] = bench_pin_check(Path(big), sizes, args.quick, profile)
+            dirs = bench_pin_dirs(Path(big), args.quick)
+            results["pin_check"].update(dirs)
+            log(f"[pin check] 1,000 / 10 files {dirs['dir_scaling']:.2f}, vs git: 1,000 files "
+                f"{dirs['dir_1000_vs_git']:.3f}, {dirs['bigfile_mb']} MB file {dirs['bigfile_vs_git']:.3f}; "
+                f"autocrlf: git / zgit {dirs['autocrlf_vs_git']:.1f}")
         if "load" not in skip:
             results["load"] = bench_load(Path(small), args.quick, profile)
             log(f"[load] checkout {results['load']['checkout_ms']:.2f} ms, legacy {results['load']['legacy_ms']:.2f} ms")

@@ -14,13 +14,26 @@ import stat
 import subprocess
 import sys
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Dict, Iterator, List, Optional, Tuple, Union
 
 import pygit2
 
+from zgit.convert import Crlf, crlf_action, crlf_to_git, ident_to_git, indexed_text_has_crlf, to_utf8
+from zgit.dirty import DirtyFile
 from zgit.errors import NotARepositoryError, PinNotFoundError, ZgitError
+from zgit.gitindex import (
+    EMPTY_BLOB_SHA1,
+    GitIndex,
+    IndexEntry,
+    IndexFormatError,
+    StatPolicy,
+    is_racy,
+    read_index,
+    stat_key,
+    stat_matches,
+)
 
 _log = logging.getLogger(__name__)
 
@@ -84,6 +97,14 @@ class GitRepo:
         # pins share most files and libgit2 does not cache blobs.
         self._blobs: Dict[str, bytes] = {}
         self._blob_bytes = 0
+        # The clean check's caches, each keyed by the stat of the files it came from.
+        self._index: Tuple[object, Optional[GitIndex]] = (None, None)
+        self._settings_cache: Tuple[object, Optional["_CleanSettings"]] = (None, None)
+        self._config_files: Optional[List[str]] = None
+        self._common: Optional[str] = None
+        self._tracked_cache: Dict[int, Tuple[Entries, List[str]]] = {}
+        # (directory, HEAD) -> (signatures, the index they came from), a few directories
+        self._trusted_cache: Dict[Tuple[str, str], Tuple[Dict[str, Dict[str, tuple]], GitIndex]] = {}
 
     # -- commits -------------------------------------------------------------------------
 
@@ -290,38 +311,432 @@ class GitRepo:
         return _matches(full, st, entry)
 
     def dirty_paths(self, directory: str, head: "str | None | object" = _READ_HEAD) -> List[str]:
-        """Files below ``directory`` whose work-tree state differs from HEAD.
+        """Files below ``directory`` whose work-tree state differs from HEAD, sorted.
+
+        The paths of :meth:`dirty_files` (see there for what counts and why).  ``head``:
+        HEAD's commit when the caller has just read it (None before the first commit), so
+        that it is not resolved twice.
+        """
+        return [item.path for item in self.dirty_files(directory, head)]
+
+    def dirty_files(self, directory: str, head: "str | None | object" = _READ_HEAD) -> List[DirtyFile]:
+        """Files below ``directory`` that differ from HEAD as git compares them, with why.
 
         Untracked (and not ignored), modified, mode-changed and deleted files count; a
-        rename shows as its two halves.  Bytecode caches never count.  Costs
-        O(files in the directory): nothing outside it is read.  Before the first commit
-        every file counts.  ``head``: HEAD's commit when the caller has just read it (None
-        before the first commit), so that it is not resolved twice.
+        rename shows as its two halves.  Files are compared as git does: after its clean
+        filters, ``working-tree-encoding``, line-ending conversion (``core.autocrlf``,
+        ``text``, ``eol``) and ``ident``, with ``core.fileMode`` and ``core.symlinks``
+        honoured; like git, a size other than the one the index recorded for HEAD's blob
+        is a change.  Bytecode caches
+        never count, tracked or not.  Stricter than git: a file marked
+        ``--assume-unchanged`` or ``--skip-worktree`` counts when it differs (reasons
+        ``assume-unchanged``, ``skip-worktree``).  A directory inside a submodule gives
+        one item, the submodule's path, with reason ``submodule``.
+
+        Costs O(files in the directory), one lstat each in the common case: a file whose
+        stat data match its index entry (as git compares them, and not racily clean)
+        and whose indexed id is HEAD's is clean without being read (git's stat cache).
+        Before the first commit every file counts.
         """
         if head is _READ_HEAD:
             head = self.head_sha()
         expected: Entries = {}
+        index = self._current_index()
         if head is not None:
-            expected = self.entries(head, directory) or {}
+            found = self.entries(head, directory)
+            if found is None:
+                submodule = self._submodule_above(head, directory, index)
+                if submodule is not None:
+                    return [DirtyFile(submodule, "submodule")]
+            expected = found or {}
+        indexed: Dict[str, IndexEntry] = index.entries_under(directory) if index is not None else {}
+        trusted = self._trusted_signatures(directory, head, expected, index)
         base = os.path.join(self.root, directory)
-        dirty: List[str] = []
+        dirty: List[DirtyFile] = []
+        misses: List[Tuple[str, str, os.stat_result, Entry, Optional[IndexEntry]]] = []
         seen = set()
-        gitlinks = {p for p, e in expected.items() if e.is_gitlink}
-        for relpath, full, st in _walk_files(base, directory, gitlinks, self._pruned_dir):
-            seen.add(relpath)
-            entry = expected.get(relpath)
-            if entry is None:
-                if not self.is_ignored(relpath):
-                    dirty.append(relpath)
-            elif entry.is_gitlink:
-                continue
-            elif not _matches(full, st, entry):
-                dirty.append(relpath)
-        dirty.extend(p for p in expected if p not in seen)
-        return sorted(dirty)
+        gitlinks = {p for p, e in expected.items() if e.mode == MODE_GITLINK}
+        tracked_dirs: List[Optional[set]] = [None]
 
-    def _pruned_dir(self, relpath: str) -> bool:
-        return self.is_ignored(relpath + "/")
+        def pruned(relpath: str) -> bool:
+            # An ignored directory is skipped, unless it holds tracked files (git add -f).
+            if not self.is_ignored(relpath + "/"):
+                return False
+            if tracked_dirs[0] is None:
+                tracked_dirs[0] = {p.rsplit("/", i)[0] for p in expected for i in range(1, p.count("/") + 1)}
+            return relpath not in tracked_dirs[0]
+
+        hits = 0  # files the stat cache proves clean (not put in `seen`: the hot loop)
+        no_signatures: Dict[str, tuple] = {}
+        for rel, items in _walk_files(base, directory, gitlinks, pruned):
+            signatures = trusted.get(rel, no_signatures)
+            for item in items:
+                name = item.name
+                signature = signatures.get(name)
+                st = None
+                if signature is not None:
+                    st = item.stat(follow_symlinks=False)
+                    if signature == (
+                        st.st_mode & 0o170100, st.st_size, st.st_mtime_ns, st.st_ctime_ns,
+                        st.st_ino & 0xFFFFFFFF, st.st_uid, st.st_gid,
+                    ):
+                        hits += 1
+                        continue  # git's stat cache: unchanged since git hashed it
+                relpath = rel + name
+                seen.add(relpath)
+                entry = expected.get(relpath)
+                if entry is None:
+                    if not self.is_ignored(relpath):
+                        dirty.append(DirtyFile(relpath, "new"))
+                    continue
+                if entry.mode == MODE_GITLINK:
+                    continue
+                if st is None:
+                    st = item.stat(follow_symlinks=False)
+                misses.append((relpath, item.path, st, entry, indexed.get(relpath)))
+        if misses:
+            settings = self._clean_settings()
+            convert = settings.autocrlf or self._attributes_may_apply(directory, seen, expected, index, settings)
+            for relpath, full, st, entry, cached in misses:
+                reason = self._compare(relpath, full, st, entry, cached, settings, convert, index)
+                if reason is not None:
+                    dirty.append(DirtyFile(relpath, reason))
+        wanted = self._tracked_files(expected)
+        if hits + sum(1 for p in seen if p in expected) < len(wanted):
+            # Something tracked is gone: list what is there (names only, no stat) to say what.
+            present = {rel + item.name for rel, items in _walk_files(base, directory, gitlinks, pruned) for item in items}
+            for path in wanted:
+                if path in present:
+                    continue
+                cached = indexed.get(path)
+                reason = "deleted"
+                if cached is not None and cached.skip_worktree:
+                    reason = "skip-worktree"
+                elif cached is not None and cached.assume_unchanged:
+                    reason = "assume-unchanged"
+                dirty.append(DirtyFile(path, reason))
+        dirty.sort(key=lambda item: item.path)
+        return dirty
+
+    # -- the clean check's parts ---------------------------------------------------------
+
+    def _tracked_files(self, expected: Entries) -> List[str]:
+        """HEAD's paths below a directory that must be on disk (bytecode caches need not),
+        remembered for the last tree (``entries`` returns the same dict for it)."""
+        cached = self._tracked_cache.get(id(expected))
+        if cached is not None and cached[0] is expected:
+            return cached[1]
+        wanted = [p for p in expected if not is_bytecode_cache(p)]
+        if len(self._tracked_cache) >= 64:
+            self._tracked_cache.clear()
+        self._tracked_cache[id(expected)] = (expected, wanted)  # holding `expected` keeps its id
+        return wanted
+
+    def _trusted_signatures(
+        self, directory: str, head: Optional[str], expected: Entries, index: Optional[GitIndex]
+    ) -> Dict[str, Dict[str, tuple]]:
+        """``{directory prefix: {file name: stat signature}}`` of the regular files whose
+        index entry is HEAD's, is
+        not racily clean, and carries no assume-unchanged/skip-worktree mark: a file whose
+        lstat gives that signature (type and owner exec bit, size, mtime, ctime, inode's
+        low 32 bits as the index keeps them, uid, gid: all that git compares, to the
+        nanosecond) is clean without a read.
+        Cached per directory, HEAD and index, so the common check is one lstat and a tuple compare
+        per file; anything else takes the exact path (:meth:`_compare`)."""
+        if index is None or head is None:
+            return {}
+        key = (directory, head)
+        cached = self._trusted_cache.get(key)
+        if cached is not None and cached[1] is index:
+            return cached[0]
+        out: Dict[str, Dict[str, tuple]] = {}
+        for path, item in index.entries_under(directory).items():
+            entry = expected.get(path)
+            if (
+                entry is None
+                or item.oid != entry.oid
+                or item.mode != entry.mode
+                or entry.mode not in (MODE_BLOB, MODE_EXEC)
+                or item.flags & 0x8000
+                or item.xflags
+                or is_racy(item, index.timestamp_ns)
+                or (item.size == 0 and item.oid != EMPTY_BLOB_SHA1)
+            ):
+                continue
+            parent, _, name = path.rpartition("/")
+            out.setdefault(parent + "/" if parent else "", {})[name] = (
+                item.mode & 0o170100, item.size, item.mtime_s * 1_000_000_000 + item.mtime_ns,
+                item.ctime_s * 1_000_000_000 + item.ctime_ns, item.ino, item.uid, item.gid,
+            )
+        if len(self._trusted_cache) >= 64:
+            self._trusted_cache.clear()
+        self._trusted_cache[key] = (out, index)
+        return out
+
+    def _current_index(self) -> Optional[GitIndex]:
+        """The parsed index, re-read only when the file changed; None when it is absent
+        or not parseable (then every file is compared by content)."""
+        path = os.path.join(self.git_dir, "index")
+        try:
+            key: object = stat_key(os.stat(path))
+        except FileNotFoundError:
+            key = None
+        cached_key, cached = self._index
+        if key == cached_key and cached_key is not None:
+            return cached
+        if key is None:
+            self._index = (None, None)
+            return None
+        try:
+            parsed, st = read_index(path)
+        except (OSError, IndexFormatError) as exc:
+            _log.debug("not using the stat cache of %s: %s", path, exc)
+            parsed, st = None, None
+            self._index = (key, None)
+            return None
+        self._index = (stat_key(st) if st is not None else None, parsed)
+        return parsed
+
+    def _submodule_above(self, head: str, directory: str, index: Optional[GitIndex]) -> Optional[str]:
+        """The gitlink (submodule) at or above ``directory`` in HEAD or the index, if any."""
+        parts = [p for p in directory.split("/") if p]
+        for i in range(1, len(parts) + 1):
+            path = "/".join(parts[:i])
+            found = self.entry(head, path)
+            if found is not None and found.is_gitlink:
+                return path
+            indexed = index.get(path) if index is not None else None
+            if indexed is not None and indexed.mode == MODE_GITLINK:
+                return path
+        return None
+
+    def _config_paths(self) -> List[str]:
+        """The configuration files libgit2 reads (their stats key the settings cache)."""
+        if self._config_files is None:
+            paths = [os.path.join(self.git_dir, "config"), os.path.join(self.git_dir, "config.worktree")]
+            common = self._common_dir()
+            if common != str(self.git_dir):
+                paths.append(os.path.join(common, "config"))
+            for level, name in ((4, ".gitconfig"), (3, "config"), (2, "gitconfig")):  # global, XDG, system
+                try:
+                    dirs = str(pygit2.settings.search_path[level])
+                except (ValueError, KeyError, IndexError, pygit2.GitError):
+                    continue
+                paths.extend(os.path.join(d, name) for d in dirs.split(os.pathsep) if d)
+            self._config_files = paths
+        return self._config_files
+
+    def _common_dir(self) -> str:
+        """The repository's common directory (a linked worktree's is the main one's)."""
+        if self._common is None:
+            try:
+                with open(os.path.join(self.git_dir, "commondir"), encoding="utf-8") as fh:
+                    self._common = os.path.realpath(os.path.join(self.git_dir, fh.read().strip()))
+            except OSError:
+                self._common = str(self.git_dir)
+        return self._common
+
+    def _attribute_files(self, attributes_file: Optional[str]) -> List[str]:
+        """The gitattributes files outside the work tree: info/attributes, the global
+        one (core.attributesFile, or git/attributes under XDG_CONFIG_HOME or ~/.config)
+        and the system one."""
+        paths = [os.path.join(self._common_dir(), "info", "attributes")]
+        if attributes_file:
+            paths.append(os.path.expanduser(attributes_file))
+        else:
+            xdg = os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config")
+            paths.append(os.path.join(xdg, "git", "attributes"))
+        try:
+            system = str(pygit2.settings.search_path[2])
+            paths.extend(os.path.join(d, "gitattributes") for d in system.split(os.pathsep) if d)
+        except (ValueError, KeyError, IndexError, pygit2.GitError):
+            pass
+        return paths
+
+    def _clean_settings(self) -> "_CleanSettings":
+        """git configuration the clean check needs, re-read when a config file changed."""
+        cached_key, cached = self._settings_cache
+        watched = self._config_paths() + (cached.attribute_files if cached is not None else [])
+        key = []
+        for path in watched:
+            try:
+                key.append(stat_key(os.stat(path)))
+            except OSError:
+                key.append(None)
+        if cached is not None and cached_key == key:
+            return cached
+        with self._lock:
+            snapshot = self._repo.config_snapshot
+            autocrlf_text = _config_str(snapshot, "core.autocrlf")
+            autocrlf: Union[bool, str] = (
+                "input" if autocrlf_text is not None and autocrlf_text.lower() == "input"
+                else _config_bool(snapshot, "core.autocrlf", False)
+            )
+            attributes_file = _config_str(snapshot, "core.attributesfile")
+            attribute_files = self._attribute_files(attributes_file)
+            settings = _CleanSettings(
+                policy=StatPolicy(
+                    trust_ctime=_config_bool(snapshot, "core.trustctime", True),
+                    check_stat_minimal=(_config_str(snapshot, "core.checkstat") or "").lower() == "minimal",
+                    file_mode=_config_bool(snapshot, "core.filemode", True),
+                    symlinks=_config_bool(snapshot, "core.symlinks", True),
+                ),
+                autocrlf=autocrlf,
+                attribute_files=attribute_files,
+                outside_attributes=any(os.path.exists(p) for p in attribute_files),
+                snapshot=snapshot,
+            )
+        # The key was taken before the snapshot (a change after it shows next time); when
+        # the watched attribute files changed (core.attributesFile did), take a new one.
+        same_files = cached is not None and cached.attribute_files == attribute_files
+        self._settings_cache = (key if same_files else None, settings)
+        return settings
+
+    def _attributes_may_apply(
+        self, directory: str, seen, expected: Entries, index: Optional[GitIndex], settings: "_CleanSettings"
+    ) -> bool:
+        """Whether any gitattributes file could give a path below ``directory``
+        attributes: a ``.gitattributes`` above it or in it, ``info/attributes``, the global
+        or the system file.  When none can, files are hashed as they are."""
+        parts = [p for p in directory.split("/") if p]
+        for i in range(len(parts) + 1):
+            rel = "/".join(parts[:i] + [".gitattributes"])
+            if os.path.lexists(os.path.join(self.root, rel)):
+                return True
+        if any(p == ".gitattributes" or p.endswith("/.gitattributes") for p in seen):
+            return True
+        if any(p.endswith("/.gitattributes") for p in expected):
+            return True
+        if index is not None and any(index.get("/".join(parts[:i] + [".gitattributes"])) for i in range(len(parts) + 1)):
+            return True
+        return settings.outside_attributes
+
+    def _compare(
+        self,
+        relpath: str,
+        full: str,
+        st: os.stat_result,
+        entry: Entry,
+        cached: Optional[IndexEntry],
+        settings: "_CleanSettings",
+        convert: bool,
+        index: Optional[GitIndex],
+    ) -> Optional[str]:
+        """Why the work-tree file differs from HEAD's ``entry`` as git compares them, or
+        None when it does not."""
+        reason = self._compare_exact(relpath, full, st, entry, cached, settings, convert, index)
+        if reason is not None and cached is not None:
+            if cached.skip_worktree:
+                return "skip-worktree"
+            if cached.assume_unchanged:
+                return "assume-unchanged"
+        return reason
+
+    def _compare_exact(self, relpath, full, st, entry: Entry, cached, settings, convert, index) -> Optional[str]:
+        policy: StatPolicy = settings.policy
+        # The index entry is HEAD's and git trusts it (no assume-unchanged/skip-worktree).
+        usable = (
+            cached is not None
+            and cached.oid == entry.oid
+            and cached.mode == entry.mode
+            and not cached.flags & 0x8000
+            and not cached.xflags
+        )
+        if entry.is_link:
+            if stat.S_ISLNK(st.st_mode):
+                data = os.fsencode(os.readlink(full))
+            elif stat.S_ISREG(st.st_mode) and not policy.symlinks:
+                with open(full, "rb") as fh:  # core.symlinks=false: a file holding the target
+                    data = fh.read()
+            else:
+                return "type"
+            return None if str(pygit2.hash(data)) == entry.oid else "modified"
+        if not stat.S_ISREG(st.st_mode):
+            return "type"
+        mode_changed = policy.file_mode and bool(st.st_mode & stat.S_IXUSR) != (entry.mode == MODE_EXEC)
+        if usable and cached.size != 0 and cached.size != st.st_size & 0xFFFFFFFF:
+            # git (read-cache.c, ie_modified): a size other than the one the index recorded
+            # is a change, without reading the file, even where a conversion would make
+            # the contents equal (say CRLF written over an LF checkout); `git add` of the
+            # file refreshes the recorded size, and the file is then clean for both.
+            return "modified"
+        if not (
+            usable
+            and index is not None
+            and not is_racy(cached, index.timestamp_ns)
+            and stat_matches(cached, st, policy)
+        ):
+            same = self._content_equal(relpath, full, entry, cached, settings, convert)
+            if same is None:
+                return "filter-error"
+            if not same:
+                return "modified"
+        return "mode" if mode_changed else None
+
+    def _content_equal(self, relpath, full, entry: Entry, cached, settings, convert) -> Optional[bool]:
+        """Whether the file, converted as ``git add`` would, is HEAD's blob (None: its
+        required clean filter failed)."""
+        if not convert:
+            return str(pygit2.hashfile(full)) == entry.oid
+        attrs = self._conversion_attributes(relpath)
+        action = crlf_action(attrs["text"], attrs["crlf"], attrs["eol"], settings.autocrlf)
+        driver = attrs["filter"] if isinstance(attrs["filter"], str) else None
+        ident = attrs["ident"] is True
+        encoding = attrs["working-tree-encoding"] if isinstance(attrs["working-tree-encoding"], str) else None
+        if action is Crlf.BINARY and not ident and driver is None and encoding is None:
+            return str(pygit2.hashfile(full)) == entry.oid
+        with open(full, "rb") as fh:
+            data = fh.read()
+        if driver is not None:
+            filtered = self._clean_filter(relpath, data, driver, settings)
+            if filtered is None:
+                return None
+            data = filtered
+        if encoding is not None:
+            reencoded = to_utf8(data, encoding)
+            if reencoded is not None:  # else git compares it unconverted (and refuses to add it)
+                data = reencoded
+        indexed_oid = cached.oid if cached is not None else entry.oid
+        data = crlf_to_git(data, action, lambda: indexed_text_has_crlf(self.blob(indexed_oid)))
+        if ident:
+            data = ident_to_git(data)
+        return str(pygit2.hash(data)) == entry.oid
+
+    _ATTRIBUTES = ("text", "crlf", "eol", "ident", "filter", "working-tree-encoding")
+
+    def _conversion_attributes(self, relpath: str) -> Dict[str, object]:
+        with self._lock:
+            return {name: self._repo.get_attr(relpath, name) for name in self._ATTRIBUTES}
+
+    def _clean_filter(self, relpath: str, data: bytes, driver: str, settings: "_CleanSettings") -> Optional[bytes]:
+        """``data`` through the driver's ``filter.<driver>.clean`` command, run as git runs
+        it (by the shell, in the work tree, ``%f`` the quoted path).  A driver without a
+        clean command passes data through; a failing command too, unless the driver is
+        ``required`` (then None: git would refuse the file)."""
+        snapshot = settings.snapshot
+        command = _config_str(snapshot, f"filter.{driver}.clean")
+        required = _config_bool(snapshot, f"filter.{driver}.required", False)
+        if command is None:
+            if _config_str(snapshot, f"filter.{driver}.process") is not None:
+                _log.warning(
+                    "filter %r of %s has only a long-running 'process' command, which zgit does "
+                    "not run; the file counts as changed", driver, relpath,
+                )
+                return None
+            return None if required else data
+        command = _expand_filter_command(command, relpath)
+        try:
+            done = subprocess.run(
+                command, shell=True, cwd=str(self.root), input=data,
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            )
+        except OSError as exc:
+            _log.warning("clean filter %r failed on %s: %s", driver, relpath, exc)
+            return None if required else data
+        if done.returncode != 0:
+            _log.warning("clean filter %r failed on %s (exit %d)", driver, relpath, done.returncode)
+            return None if required else data
+        return done.stdout
 
     # -- what a checkout writes, and the index after it (zgit/loader/checkout.py) --------
 
@@ -502,6 +917,47 @@ def _run_filter(name: str, command: str, required: bool, data: bytes, relpath: s
     return data
 
 
+@dataclass(frozen=True)
+class _CleanSettings:
+    """The git configuration the clean check reads (one consistent snapshot)."""
+
+    policy: StatPolicy
+    autocrlf: Union[bool, str]  # False, True or "input"
+    attribute_files: List[str]  # gitattributes files outside the work tree ...
+    outside_attributes: bool  # ... and whether any exists
+    snapshot: object = field(compare=False, repr=False)
+
+
+def _config_str(config, name: str) -> Optional[str]:
+    try:
+        value = config[name]
+    except (KeyError, ValueError, pygit2.GitError):
+        return None
+    return value if isinstance(value, str) else None
+
+
+def _config_bool(config, name: str, default: bool) -> bool:
+    try:
+        return bool(config.get_bool(name))
+    except (KeyError, ValueError, pygit2.GitError):
+        return default
+
+
+def _expand_filter_command(command: str, relpath: str) -> str:
+    """git's ``%f`` (the path, shell-quoted) and ``%%`` in a filter command."""
+    out: List[str] = []
+    i = 0
+    while i < len(command):
+        ch = command[i]
+        if ch == "%" and i + 1 < len(command) and command[i + 1] in "f%":
+            out.append(shlex.quote(relpath) if command[i + 1] == "f" else "%")
+            i += 2
+            continue
+        out.append(ch)
+        i += 1
+    return "".join(out)
+
+
 def _matches(full: str, st: os.stat_result, entry: Entry) -> bool:
     if stat.S_ISLNK(st.st_mode):
         if not entry.is_link:
@@ -515,8 +971,11 @@ def _matches(full: str, st: os.stat_result, entry: Entry) -> bool:
     return str(pygit2.hashfile(full)) == entry.oid
 
 
-def _walk_files(base: str, directory: str, gitlinks, pruned) -> Iterator[Tuple[str, str, os.stat_result]]:
-    """Yield (repo path, full path, lstat) of every non-cache file below ``base``."""
+def _walk_files(base: str, directory: str, gitlinks, pruned) -> Iterator[Tuple[str, List["os.DirEntry[str]"]]]:
+    """Yield, for every directory below ``base`` (``base`` included), its repository path
+    prefix and its entries that are files (not bytecode caches) or gitlinks; an entry's
+    ``stat(follow_symlinks=False)`` is its lstat.  Batches per directory keep the
+    caller's loop over files tight."""
     prefix = "" if directory in ("", ".") else directory.rstrip("/") + "/"
     stack = [(base, prefix)]
     while stack:
@@ -525,19 +984,22 @@ def _walk_files(base: str, directory: str, gitlinks, pruned) -> Iterator[Tuple[s
             scan = os.scandir(current)
         except (FileNotFoundError, NotADirectoryError):
             continue
+        files = []
         with scan:
             for item in scan:
-                relpath = rel + item.name
+                name = item.name
                 if item.is_dir(follow_symlinks=False):
-                    if item.name == _CACHE_DIR or item.name == ".git" or relpath in gitlinks:
+                    relpath = rel + name
+                    if name == _CACHE_DIR or name == ".git" or relpath in gitlinks:
                         if relpath in gitlinks:
-                            yield relpath, item.path, item.stat(follow_symlinks=False)
+                            files.append(item)
                         continue
                     if pruned(relpath):
                         continue
                     stack.append((item.path, relpath + "/"))
-                elif not item.name.endswith(_CACHE_SUFFIXES):
-                    yield relpath, item.path, item.stat(follow_symlinks=False)
+                elif not name.endswith(_CACHE_SUFFIXES):
+                    files.append(item)
+        yield rel, files
 
 
 @functools.lru_cache(maxsize=256)

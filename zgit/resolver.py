@@ -12,6 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Optional, Tuple
 
+from zgit.dirty import advice, describe, submodule_of
 from zgit.errors import NotARepositoryError, SourceError, UncommittedFileWarning, UnpinnedSourceWarning
 from zgit.layout import import_root_of, location_of_file, split_pinned_name, uncommitted_modules
 from zgit.loader.checkout import JOURNAL_NAME, locked, recover_locked
@@ -100,20 +101,28 @@ def _resolve_in_repository(repository: Repository, real: str, module_name: str, 
     head = git.head_sha()
     if head is None:
         return _unpinned(location.module, qualname, "the repository has no commit yet; commit the code first")
-    dirty = git.dirty_paths(location.module_dir, head)
+    dirty = git.dirty_files(location.module_dir, head)
     if dirty and (repository.state_dir / JOURNAL_NAME).exists():
         # Another process may have this directory checked out at a pin right now (or
         # died doing so): wait for its checkout to end, undo a dead one, and look again.
         with locked(git, repository.config.lock_timeout) as state:
             recover_locked(git, state)
             head = git.head_sha()  # it may have moved while we waited
-            dirty = git.dirty_paths(location.module_dir, head)
+            dirty = git.dirty_files(location.module_dir, head)
     if dirty:
-        shown = ", ".join(dirty[:10]) + (f" and {len(dirty) - 10} more" if len(dirty) > 10 else "")
+        submodule = submodule_of(dirty)
+        if submodule:
+            return _unpinned(
+                location.module, qualname,
+                f"module directory {location.module_dir}/ is inside the git submodule {submodule}/, "
+                "whose files this repository's commits do not hold; open the submodule's own "
+                "repository (repo=<path to it>) to pin its code",
+            )
+        more = advice(dirty)
         return _unpinned(
             location.module, qualname,
-            f"module directory {location.module_dir}/ has uncommitted changes: {shown}; commit them "
-            "(git add + git commit) and save again",
+            f"module directory {location.module_dir}/ has uncommitted changes: {describe(dirty)}; commit them "
+            "(git add + git commit) and save again" + (f"; {more}" if more else ""),
         )
     if git.entry(head, location.file) is None:
         return _unpinned(

@@ -34,6 +34,7 @@ from typing import Dict, Iterator, List, Optional, Tuple
 
 import filelock
 
+from zgit.dirty import advice, describe, submodule_of
 from zgit.errors import DirtyModuleError, LockTimeoutError, RecoverError, ZgitError
 from zgit.gitrepo import MODE_EXEC, MODE_GITLINK, MODE_LINK, Entry, GitRepo, is_bytecode_cache
 
@@ -785,14 +786,24 @@ def checked_out(
     with locked(git, timeout) as state:
         recover_locked(git, state)
         head = git.head_sha()
-        dirty = [p for p in git.dirty_paths(module_dir, head) if not is_bytecode_cache(p)]
-        if dirty:
-            raise DirtyModuleError(
-                f"module directory {module_dir!r} has changes that are not committed: "
-                f"{', '.join(dirty)}. Commit or stash them, or load with strategy='memory', "
-                "which does not touch the work tree",
-                dirty,
-            )
+        dirty_files = git.dirty_files(module_dir, head)
+        if dirty_files:
+            dirty = [f.path for f in dirty_files]
+            submodule = submodule_of(dirty_files)
+            if submodule:
+                message = (
+                    f"module directory {module_dir!r} is inside the git submodule {submodule}/, whose "
+                    "files this repository's commits do not hold; load it from the submodule's own "
+                    "repository (repo=<its path>)"
+                )
+            else:
+                more = advice(dirty_files)
+                message = (
+                    f"module directory {module_dir!r} has changes that are not committed: "
+                    f"{describe(dirty_files, limit=len(dirty_files))}. Commit or stash them, or load "
+                    "with strategy='memory', which does not touch the work tree" + (f" ({more})" if more else "")
+                )
+            raise DirtyModuleError(message, dirty)
         original = (git.entries(head, module_dir) or {}) if head else {}
         pinned = git.entries(sha, module_dir) or {}
         # Bytecode is Python's, tracked or not: never written, never deleted (only moved
