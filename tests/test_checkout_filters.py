@@ -24,9 +24,6 @@ from tests.conftest import git_env, is_bytecode
 from tests.test_checkout_restore import diff_index_quiet, identity, settle_index
 
 MODULE_DIR = "pkg/mod"
-NEEDS_CLEAN_CHECK = pytest.mark.xfail(run=True, 
-    strict=False, reason="needs the clean check that agrees with git (filters, eol, core.fileMode)"
-)
 
 # The module reads its data files from disk while it imports: what the checkout wrote.
 STEP = '''\
@@ -142,7 +139,6 @@ SETTINGS = {
 }
 
 
-@NEEDS_CLEAN_CHECK
 @pytest.mark.parametrize("setting", list(SETTINGS))
 def test_each_setting_pins_loads_and_gives_the_tree_back(project, setting):
     pin, head = SETTINGS[setting](project)

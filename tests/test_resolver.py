@@ -157,11 +157,6 @@ def test_clean_check_reads_only_the_module_directory(repo):
     assert git.dirty_paths("trainers/my_awesome_trainer") == ["trainers/my_awesome_trainer/x.py"]
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="needs the clean check that agrees with git: this repository has no .gitignore, so "
-    "bytecode gets committed, and dirty_paths counts a tracked .pyc it does not walk as deleted",
-)
 def test_resolve_waits_for_another_process_checkout(repo):
     """A pin check during another process's checkout sees HEAD, not the pinned files."""
     import time
