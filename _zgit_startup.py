@@ -75,8 +75,8 @@ def _import_zgit(fullname):
         raise ModuleNotFoundError(
             f"No module named {fullname!r}: the name carries a git commit, so it names a module "
             f"pinned by zgit, and importing zgit failed here ({type(exc).__name__}: {exc}). "
-            "Reinstall zgit in this environment (pip install zgit), or run from a checkout "
-            "of the repository that has zgit installed",
+            "Install zgit in this environment (pip install zgit; reinstall it if it is "
+            "broken), and run from inside a clone of the repository that has the commit",
             name=fullname,
         ) from exc
     return importer

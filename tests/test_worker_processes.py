@@ -235,7 +235,7 @@ def test_when_zgit_cannot_be_imported_the_error_names_zgit_and_what_to_do(repo, 
     last = out.stderr.strip().splitlines()[-1]
     assert last.startswith("ModuleNotFoundError: No module named") and f"{PACKAGE}@{pin}" in last
     assert "pinned by zgit" in last and "importing zgit failed" in last
-    assert "Reinstall zgit in this environment" in last
+    assert "Install zgit in this environment (pip install zgit" in last
 
 
 def test_the_start_up_hook_imports_nothing_and_sits_last():
