@@ -36,11 +36,14 @@ def _pin_in(name):
 
 
 def _pinned_import_underway(top):
-    """Whether a pinned module below the top-level package ``top`` is being imported now:
-    importing ``a.b@<sha>.c`` first imports ``a``, with the pinned names' locks held."""
+    """A pinned module below the top-level package ``top`` that is being imported now, or
+    None: importing ``a.b@<sha>.c`` first imports ``a``, with the pinned names' locks held."""
     locks = getattr(sys.modules.get("_frozen_importlib"), "_module_locks", None) or {}
     prefix = top + "."
-    return any(name.startswith(prefix) and _pin_in(name) for name in list(locks))
+    for name in list(locks):
+        if name.startswith(prefix) and _pin_in(name):
+            return name
+    return None
 
 
 class PinnedNameFinder:
@@ -51,12 +54,17 @@ class PinnedNameFinder:
         if "@" in fullname:
             if not _pin_in(fullname):
                 return None
-        elif path is not None or "." in fullname or not _pinned_import_underway(fullname):
+            pinned = fullname
+        elif path is not None or "." in fullname:
             return None
+        else:
+            pinned = _pinned_import_underway(fullname)
+            if pinned is None:
+                return None
         installed = sys.modules.get("zgit.loader.importer")
-        if installed is not None and installed.PinnedFinder in sys.meta_path:
+        if getattr(installed, "PinnedFinder", None) in sys.meta_path:
             return None  # zgit's own hook is installed and has already had its say
-        importer = _import_zgit(fullname)
+        importer = _import_zgit(fullname, pinned)
         importer.install()
         global activated_by
         activated_by = fullname
@@ -68,13 +76,15 @@ class PinnedNameFinder:
         pass
 
 
-def _import_zgit(fullname):
+def _import_zgit(fullname, pinned):
     try:
         from zgit.loader import importer
     except Exception as exc:
+        needed = "" if pinned == fullname else f" (the package above {pinned!r})"
         raise ModuleNotFoundError(
-            f"No module named {fullname!r}: the name carries a git commit, so it names a module "
-            f"pinned by zgit, and importing zgit failed here ({type(exc).__name__}: {exc}). "
+            f"No module named {fullname!r}{needed}: the name {pinned!r} carries a git commit, so "
+            f"it names a module pinned by zgit, and importing zgit failed here "
+            f"({type(exc).__name__}: {exc}). "
             "Install zgit in this environment (pip install zgit; reinstall it if it is "
             "broken), and run from inside a clone of the repository that has the commit",
             name=fullname,

@@ -233,9 +233,17 @@ def test_when_zgit_cannot_be_imported_the_error_names_zgit_and_what_to_do(repo, 
                          text=True, timeout=120)
     assert out.returncode != 0
     last = out.stderr.strip().splitlines()[-1]
-    assert last.startswith("ModuleNotFoundError: No module named") and f"{PACKAGE}@{pin}" in last
-    assert "pinned by zgit" in last and "importing zgit failed" in last
+    assert last.startswith(f"ModuleNotFoundError: No module named '{PACKAGE}@{pin}': the name")
+    assert "pinned by zgit" in last and "importing zgit failed here" in last
     assert "Install zgit in this environment (pip install zgit" in last
+    # from a sub-directory, isolated: the package above the module directory is not found
+    (repo.path / "notebooks").mkdir()
+    out = subprocess.run([sys.executable, "-I", "-c", BROKEN_ZGIT, str(path)], cwd=repo.path / "notebooks",
+                         capture_output=True, text=True, timeout=120)
+    last = out.stderr.strip().splitlines()[-1]
+    assert out.returncode != 0 and last.startswith(
+        f"ModuleNotFoundError: No module named 'steps' (the package above '{PACKAGE}@{pin}"), out.stderr
+    assert "pinned by zgit" in last and "Install zgit in this environment" in last
 
 
 def test_the_start_up_hook_imports_nothing_and_sits_last():
