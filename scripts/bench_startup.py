@@ -11,8 +11,10 @@ of the same site-packages as ``site`` would (so an editable install's finder is 
 place), and then times ``site.addpackage`` of zgit's file alone -- exactly the work
 ``site`` does for it.  Two cases: ``_zgit_startup`` with its bytecode cache (pip compiles
 it at install time, for regular and editable installs alike) and compiled from source
-(``-B`` and no cache: ``pip install --no-compile`` under ``PYTHONDONTWRITEBYTECODE``).  For scale, the median wall time of a whole
-``python -c pass`` in the same environment, interleaved with the runs above.
+(``-B`` and no cache: ``pip install --no-compile`` under ``PYTHONDONTWRITEBYTECODE``).
+For scale, the median wall time of a whole ``python -c pass`` in the same environment,
+interleaved with the first case.  Wall and CPU time are both reported: on a busy machine
+the wall time includes waiting for a core.
 
 Figures are medians over fresh processes; the machine may be shared, so read them as an
 order of magnitude, never as a test.
