@@ -4,7 +4,8 @@
 #   zgit_venv '.[test]'     # cd to the repository root; .venv/bin/python is then ready
 #
 # Needs only python3 (3.10+), pip and git.  The install is skipped when the stamp file
-# .venv/.zgit-installed is newer than setup.cfg and setup.py and records the same target;
+# .venv/.zgit-installed is newer than setup.cfg, setup.py, pyproject.toml and _zgit_startup.py
+# (an editable install copies it into site-packages) and records the same target;
 # delete .venv (or the stamp) to force a fresh install.  PYTHON picks the interpreter.
 
 zgit_venv() {
@@ -36,7 +37,7 @@ zgit_venv() {
     fi
 
     local fresh=1 f
-    for f in setup.cfg setup.py pyproject.toml; do
+    for f in setup.cfg setup.py pyproject.toml _zgit_startup.py; do
         if [ -e "$f" ] && ! [ "$stamp" -nt "$f" ]; then fresh=0; fi
     done
     if [ "$fresh" = 1 ] && [ -e "$stamp" ]; then
