@@ -4,7 +4,12 @@ Importing zgit installs its import hook, so that pinned modules (names such as
 ``a.b@<sha>.c``) can be brought back, e.g. when unpickling a pinned model.
 """
 
-from zgit._version import __version__
+# First, so that every import after this one is noted (see zgit/imported.py).
+from zgit import imported as _imported
+
+_imported.install()
+
+from zgit._version import __version__  # noqa: E402
 from zgit.errors import (
     ConfigError,
     DirtyModuleError,

@@ -7,11 +7,11 @@ import os
 import site
 import sys
 import sysconfig
-import warnings
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Optional, Tuple
 
+from zgit import callsite, imported
 from zgit.errors import NotARepositoryError, SourceError, UnpinnedSourceWarning
 from zgit.layout import location_of_file, split_pinned_name
 from zgit.loader.checkout import JOURNAL_NAME, locked, recover_locked
@@ -50,6 +50,8 @@ def resolve_source(obj: Any, *, repo: RepoLike = None) -> Source:
     module = sys.modules.get(module_name)
     file = getattr(module, "__file__", None)
     if file is None:
+        if module_name == "__main__":
+            return _unpinned(module_name, qualname, INTERACTIVE)
         return _unpinned(module_name, qualname, "its module has no file (built in, or created at run time)")
     real = os.path.realpath(file)
 
@@ -58,7 +60,7 @@ def resolve_source(obj: Any, *, repo: RepoLike = None) -> Source:
         if repository is not None:
             source_root = repository.source_root
             if _is_within(real, str(source_root)):
-                return _resolve_in_repository(repository, real, module_name, qualname)
+                return _resolve_in_repository(repository, real, module_name, qualname, obj)
             if _is_within(real, str(repository.root)):
                 return _unpinned(
                     module_name, qualname,
@@ -77,7 +79,7 @@ def resolve_source(obj: Any, *, repo: RepoLike = None) -> Source:
     return _unpinned(module_name, qualname, why)
 
 
-def _resolve_in_repository(repository: Repository, real: str, module_name: str, qualname: str) -> Source:
+def _resolve_in_repository(repository: Repository, real: str, module_name: str, qualname: str, obj: Any) -> Source:
     git = repository.git
     rel = Path(os.path.relpath(real, git.root)).as_posix()
     source_root = repository.config.source_root
@@ -113,7 +115,33 @@ def _resolve_in_repository(repository: Repository, real: str, module_name: str, 
             location.module, qualname,
             f"{rel} is not committed (is it ignored by git?); commit it and save again",
         )
+    why = _not_the_code_in_memory(git.root, location.module_dir, module_name, qualname, obj)
+    if why:
+        return _unpinned(location.module, qualname, why)
     return Source(location.module, qualname, head)
+
+
+def _not_the_code_in_memory(root: Path, module_dir: str, module_name: str, qualname: str, obj: Any) -> str:
+    """Why HEAD, though clean, would not name the code of ``obj`` in memory ("" if it does)."""
+    if getattr(sys.modules.get(module_name), qualname, None) is not obj:
+        return (
+            f"it is not the object its module {module_name} now binds to {qualname!r} (the module "
+            "was reloaded or imported again after it was made, or the name was rebound), so its "
+            "code may not be HEAD's; make the object again from the module as it is now, or "
+            "restart the kernel or process, and save again"
+        )
+    changed = imported.changed_since_import(os.path.realpath(os.path.join(root, module_dir)))
+    if not changed:
+        return ""
+    rels = [Path(os.path.relpath(path, os.path.realpath(root))).as_posix() for path in changed]
+    shown = ", ".join(rels[:10]) + (f" and {len(rels) - 10} more" if len(rels) > 10 else "")
+    return (
+        f"the code in memory is not what is on disk: {shown} changed on disk after "
+        f"{'it was' if len(rels) == 1 else 'they were'} imported (edited, committed or not; or "
+        "checked out at another commit by a zgit load in another process, live then or killed "
+        "since), so HEAD does not name the code that runs here; re-import the module (restart "
+        "the kernel or the process) and save again"
+    )
 
 
 def _own_source(obj: Any) -> Optional[str]:
@@ -124,9 +152,16 @@ def _own_source(obj: Any) -> Optional[str]:
     return own if isinstance(own, str) else None
 
 
+INTERACTIVE = (
+    "it is defined interactively (in a notebook cell, the REPL or python -c), so no other "
+    "process can load it; move it into a module file inside a package directory (e.g. "
+    "steps/my_step.py), import it from there and save again"
+)
+
+
 def _unpinned(module: str, attribute: str, why: str) -> Source:
     source = Source(module, attribute)
-    warnings.warn(f"{source} is left unpinned: {why}", UnpinnedSourceWarning, stacklevel=3)
+    callsite.warn(f"{source} is left unpinned: {why}", UnpinnedSourceWarning)
     return source
 
 
