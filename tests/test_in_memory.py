@@ -161,6 +161,55 @@ def test_an_uncommitted_edit_still_names_the_dirty_files(repo):
     assert "uncommitted changes" in message and "steps/model.py" in message
 
 
+def test_reading_the_edited_file_for_a_traceback_does_not_hide_the_edit(repo):
+    """linecache, inspect and the user's own open() read the file as it is now; only the
+    import system's reads are noted."""
+    import inspect
+    import linecache
+
+    build(repo, 1)
+    cls = import_model(repo)
+    write_version(repo, 1)
+    repo.commit("edited after the import")
+    path = str(repo.path / "steps" / "model.py")
+    linecache.checkcache(path)
+    assert "VERSION = 1" in "".join(linecache.getlines(path))
+    assert "VERSION = 1" in inspect.getsource(sys.modules["steps.model"])
+    with open(path, "rb") as handle:
+        handle.read()
+    _, message = unpinned(cls)
+    assert "steps/model.py" in message
+
+
+def test_a_rewrite_with_the_same_bytes_after_a_save_still_pins(repo):
+    """Writing a file again with the bytes it had (a script that regenerates files, a
+    branch switched and back) gives it a new mtime: once a save has seen the file as it
+    was imported, its bytes tell the two apart."""
+    shas = build(repo, 1)
+    cls = import_model(repo)
+    assert pinned(cls).sha == shas[0]
+    time.sleep(0.01)  # a coarse file-system clock must move on; not a timing assertion
+    write_version(repo, 0)
+    repo.write("steps/later.py", "LATER = 1\n")
+    head = repo.commit("same bytes, and a new file")
+    assert pinned(cls).sha == head
+    repo.write("steps/helper.py", "HELPER = 0  # a real edit\n")
+    repo.commit("an edit of an imported file")
+    _, message = unpinned(cls)
+    assert "steps/helper.py" in message
+
+
+def test_the_standard_library_and_site_packages_are_not_noted():
+    import json as stdlib_module
+
+    import yaml as installed_module
+    from zgit import imported
+
+    noted = set(imported._stamps)
+    assert stdlib_module.__file__ not in noted and installed_module.__file__ not in noted
+    assert imported.changed_since_import(os.path.dirname(os.path.realpath(stdlib_module.__file__))) == []
+
+
 def test_a_committed_file_that_was_never_imported_does_not_count(repo):
     shas = build(repo, 1)
     cls = import_model(repo)
@@ -176,7 +225,7 @@ def test_a_class_rebound_by_a_reload_is_not_pinned(repo):
 
     build(repo, 1)
     cls = import_model(repo)
-    write_version(repo, 1)
+    repo.write("steps/model.py", MODEL.format(version=1, pad="x"))  # model.py only: reloaded below
     head = repo.commit("edited")
     new = importlib.reload(sys.modules["steps.model"]).Model
     assert new.VERSION == 1 and cls.VERSION == 0
@@ -188,22 +237,27 @@ def test_a_class_rebound_by_a_reload_is_not_pinned(repo):
 # -- story 3: a checkout killed after the import, then a new process imports from disk ------
 
 
+@pytest.mark.parametrize("then", ["", "checkout", "memory"], ids=["save", "load-checkout-save", "load-memory-save"])
 @pytest.mark.parametrize("zgit_first", [False, True], ids=["step-imports-zgit", "zgit-first"])
-def test_a_checkout_left_by_a_killed_process_is_not_pinned_as_head(repo, zgit_first):
+def test_a_checkout_left_by_a_killed_process_is_not_pinned_as_head(repo, zgit_first, then):
+    """The next process imports the dead one's pinned files from disk; whatever it does
+    next (a checkout load of its own recovers the dead one's journal first), HEAD is not
+    the code it holds."""
     shas = build(repo, 2)
     out = run_py(f"import zgit; zgit.load_source('{SOURCE}@{shas[0]}', strategy='checkout')", repo.path,
                  ZGIT_TEST_KILL_AT="after-import")
     assert out.returncode == -signal.SIGKILL, out.stdout + out.stderr
     assert (repo.path / ".git" / "zgit" / "journal.json").exists()
 
+    after = f"zgit.load_source('{SOURCE}@{shas[0]}', strategy={then!r})" if then else ""
     found = _report(run_py(RESOLVE_IN_CHILD.format(
-        root=str(repo.path), before="import zgit" if zgit_first else "", after=""), repo.path))
+        root=str(repo.path), before="import zgit" if zgit_first else "", after=after), repo.path))
     assert found["version"] == 0  # the class came from the pin's files the dead process left
     assert found["source"] == SOURCE  # not pinned: HEAD is version 1
     assert f"source: {SOURCE}\n" in found["saved"] and shas[1] not in found["saved"]
     assert any("steps/model.py" in w and "changed on disk after" in w for w in found["warnings"])
     # resolve recovered the dead process's checkout on its way
-    assert repo.status() == ""
+    assert repo.git("status", "--porcelain", "--untracked-files=all", "--", "steps") == ""
     assert not (repo.path / ".git" / "zgit" / "journal.json").exists()
     assert (repo.path / "steps/model.py").read_text() == MODEL.format(version=1, pad="x")
 
