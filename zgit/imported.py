@@ -7,13 +7,16 @@ its files are still the ones that were imported.  An edit (committed or not), an
 process's checkout that was live during the import, or a checkout left behind by a
 killed process all give the file another inode, mtime or size.
 
-An audit hook (:func:`sys.addaudithook`) sees each file the import system opens and
-notes its stamp ``(inode, mtime_ns, size)`` right then; for a ``.pyc`` it notes the
-source file's stamp (the file Python validated the bytecode against).  When zgit is
-first imported, the files of the modules already in ``sys.modules`` are noted too,
-including modules half-way through their own import (a step module's ``from zgit import
-BaseStep`` imports zgit mid-import).  The standard library and site-packages are skipped
-by path: they are pinned by distribution, not by commit, and it keeps the hook cheap.
+The import system's source loader stats each module's source file once per import (to
+check its cached bytecode against the file's mtime and size, whether or not bytecode is
+written); zgit's version of :meth:`SourceFileLoader.path_stats` also notes that stat's
+stamp ``(inode, mtime_ns, size)``, so noting costs no system call of its own.  Other
+readers of a module's file (linecache for a traceback, ``inspect``, the user's own
+``open()``) see the file as it is now, not what was imported, and are not noted.  When
+zgit is first imported, the files of the modules already in ``sys.modules`` are noted
+too, including modules half-way through their own import (a step module's ``from zgit
+import BaseStep`` imports zgit mid-import).  The standard library and site-packages are
+skipped by path: they are pinned by distribution, not by commit.
 
 Limits: a module imported before zgit was is noted when zgit is imported, not when it
 was; a rewrite that keeps inode, mtime and size (within the file system's timestamp
@@ -23,27 +26,22 @@ not noted.
 
 from __future__ import annotations
 
-import _frozen_importlib_external as _bootstrap_external  # the import system's own: always loaded
 import contextlib
 import os
 import sys
 import threading
 import types
-from typing import Dict, Iterator, List, Optional, Set, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple
+
+from _frozen_importlib_external import SourceFileLoader  # the import system's own: always loaded
 
 Stamp = Tuple[int, int, int]
 
-# The frame that opens a module's file (or its bytecode) when the import system loads it:
-# FileLoader.get_data.  Other readers of .py files (linecache for a traceback, the user's
-# own open()) see the file as it is now, not what was imported, and are not noted.
-_IMPORT_SYSTEM = "<frozen importlib._bootstrap_external>"
-_SUFFIXES = (".py", ".pyc")
-_PYCACHE = os.sep + "__pycache__" + os.sep
 _SITE_DIRS = (os.sep + "site-packages" + os.sep, os.sep + "dist-packages" + os.sep)
 
 _stamps: Dict[str, Stamp] = {}  # file path, as the import system named it -> stamp at import
 _digests: Dict[str, bytes] = {}  # file path -> digest of the bytes that were imported, once known
-_unindexed: List[str] = []  # paths noted since the last query (appended by the hook)
+_unindexed: List[str] = []  # paths noted since the last query (appended at each import)
 _by_dir: Dict[str, Set[str]] = {}  # real directory -> noted paths of files in it
 _real_dirs: Dict[str, str] = {}  # directory as named -> its real path
 _index_lock = threading.Lock()
@@ -63,20 +61,6 @@ def _stdlib_dirs() -> Tuple[str, ...]:
 _SKIP = _stdlib_dirs()
 
 
-def _source_of(path: str) -> str:
-    """The source file whose bytecode ``path`` is (``path`` itself for a ``.py`` or a
-    bytecode file without a source, which is then the module's file)."""
-    if path.endswith(".py"):
-        return path
-    head, cache, tail = path.rpartition(_PYCACHE)
-    if cache and not sys.pycache_prefix:  # <dir>/__pycache__/<name>.<tag>[.opt-N].pyc
-        return head + os.sep + tail.partition(".")[0] + ".py"
-    try:
-        return _bootstrap_external.source_from_cache(path)
-    except (ValueError, NotImplementedError):
-        return path
-
-
 def stamp(path: str) -> Optional[Stamp]:
     """``(inode, mtime_ns, size)`` of the file at ``path`` now (following symlinks: what an
     import reads), or None when there is none."""
@@ -90,9 +74,10 @@ def stamp(path: str) -> Optional[Stamp]:
 def _note(path: str) -> None:
     found = stamp(path)
     if found is not None:
+        if path not in _stamps:
+            _unindexed.append(path)
         _stamps[path] = found
         _digests.pop(path, None)
-        _unindexed.append(path)
 
 
 def _digest(path: str) -> Optional[bytes]:
@@ -127,19 +112,25 @@ def _skipped(path: str) -> bool:
     return path.startswith(_SKIP) or _SITE_DIRS[0] in path or _SITE_DIRS[1] in path
 
 
-def _audit(event: str, args: tuple) -> None:
-    # Runs for every audited event in the process: the first test must be the cheapest.
-    if event != "open":
-        return
-    path = args[0]
-    if type(path) is not str or not path.endswith(_SUFFIXES) or _skipped(path):
-        return
-    try:
-        if sys._getframe(1).f_code.co_filename != _IMPORT_SYSTEM:
-            return
-        _note(_source_of(path))
-    except Exception:  # bookkeeping must never break an import
-        pass
+def _noting(original: Callable[..., Any]) -> Callable[..., Any]:
+    site, dist = _SITE_DIRS
+
+    def path_stats(self: Any, path: str, _stat: Callable[..., Any] = os.stat) -> Dict[str, Any]:
+        # SourceLoader.path_stats as documented (mtime and size of the source file), from
+        # the one stat the import makes anyway.  Runs at every import: kept lean.
+        st = _stat(path)
+        if type(path) is str and not path.startswith(_SKIP) and site not in path and dist not in path:
+            if path not in _stamps:
+                _unindexed.append(path)
+            _stamps[path] = (st.st_ino, st.st_mtime_ns, st.st_size)
+            if _digests:
+                _digests.pop(path, None)
+        return {"mtime": st.st_mtime, "size": st.st_size}
+
+    path_stats.__wrapped__ = original  # type: ignore[attr-defined]
+    path_stats._zgit_noting = True  # type: ignore[attr-defined]
+    path_stats.__doc__ = original.__doc__
+    return path_stats
 
 
 def _module_file(module: object) -> Optional[str]:
@@ -158,13 +149,13 @@ def install() -> None:
     if _installed:
         return
     _installed = True
-    try:
-        sys.addaudithook(_audit)
-    except Exception:  # another audit hook refused it: only the snapshot below is kept
-        pass
+    current = SourceFileLoader.path_stats
+    if getattr(current, "_zgit_noting", False):  # zgit imported again after being dropped
+        current = current.__wrapped__
+    SourceFileLoader.path_stats = _noting(current)  # type: ignore[method-assign]
     for module in list(sys.modules.values()):
         file = _module_file(module)
-        if file is not None and file.endswith(_SUFFIXES) and not _skipped(file) and file not in _stamps:
+        if file is not None and file.endswith((".py", ".pyc")) and not _skipped(file) and file not in _stamps:
             _note(file)
 
 
