@@ -18,6 +18,12 @@ from zgit.loader.checkout import JOURNAL_NAME, locked, recover_locked
 from zgit.repository import Repository, RepoLike
 from zgit.source import Source
 
+_INTERACTIVE = (
+    "it is defined interactively (in a notebook cell, the REPL or python -c), so no other "
+    "process can load it; move it into a module file inside a package directory (e.g. "
+    "steps/my_step.py), import it from there and save again"
+)
+
 
 def resolve_source(obj: Any, *, repo: RepoLike = None) -> Source:
     """The source that pins ``obj`` (a class, a function, or a dotted ``"module.Attr"``).
@@ -51,7 +57,7 @@ def resolve_source(obj: Any, *, repo: RepoLike = None) -> Source:
     file = getattr(module, "__file__", None)
     if file is None:
         if module_name == "__main__":
-            return _unpinned(module_name, qualname, INTERACTIVE)
+            return _unpinned(module_name, qualname, _INTERACTIVE)
         return _unpinned(module_name, qualname, "its module has no file (built in, or created at run time)")
     real = os.path.realpath(file)
 
@@ -130,10 +136,10 @@ def _not_the_code_in_memory(root: Path, module_dir: str, module_name: str, qualn
             "code may not be HEAD's; make the object again from the module as it is now, or "
             "restart the kernel or process, and save again"
         )
-    changed = imported.changed_since_import(os.path.realpath(os.path.join(root, module_dir)))
+    changed = imported.changed_since_import(_real_path(str(root), module_dir))
     if not changed:
         return ""
-    rels = [Path(os.path.relpath(path, os.path.realpath(root))).as_posix() for path in changed]
+    rels = [Path(os.path.relpath(path, _real_path(str(root), ""))).as_posix() for path in changed]
     shown = ", ".join(rels[:10]) + (f" and {len(rels) - 10} more" if len(rels) > 10 else "")
     return (
         f"the code in memory is not what is on disk: {shown} changed on disk after "
@@ -144,19 +150,17 @@ def _not_the_code_in_memory(root: Path, module_dir: str, module_name: str, qualn
     )
 
 
+@lru_cache(maxsize=256)
+def _real_path(root: str, relpath: str) -> str:
+    return os.path.realpath(os.path.join(root, relpath))
+
+
 def _own_source(obj: Any) -> Optional[str]:
     try:
         own = vars(obj).get("__zgit_source__")
     except TypeError:
         return None
     return own if isinstance(own, str) else None
-
-
-INTERACTIVE = (
-    "it is defined interactively (in a notebook cell, the REPL or python -c), so no other "
-    "process can load it; move it into a module file inside a package directory (e.g. "
-    "steps/my_step.py), import it from there and save again"
-)
 
 
 def _unpinned(module: str, attribute: str, why: str) -> Source:
