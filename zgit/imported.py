@@ -15,8 +15,9 @@ readers of a module's file (linecache for a traceback, ``inspect``, the user's o
 ``open()``) see the file as it is now, not what was imported, and are not noted.  When
 zgit is first imported, the files of the modules already in ``sys.modules`` are noted
 too, including modules half-way through their own import (a step module's ``from zgit
-import BaseStep`` imports zgit mid-import).  The standard library and site-packages are
-skipped by path: they are pinned by distribution, not by commit.
+import BaseStep`` imports zgit mid-import).  Only files inside a git work tree are noted
+(only those can get a git pin), never the standard library's or site-packages': an
+unrelated import costs one dictionary look-up.
 
 Limits: a module imported before zgit was is noted when zgit is imported, not when it
 was; a rewrite that keeps inode, mtime and size (within the file system's timestamp
@@ -44,6 +45,7 @@ _digests: Dict[str, bytes] = {}  # file path -> digest of the bytes that were im
 _unindexed: List[str] = []  # paths noted since the last query (appended at each import)
 _by_dir: Dict[str, Set[str]] = {}  # real directory -> noted paths of files in it
 _real_dirs: Dict[str, str] = {}  # directory as named -> its real path
+_watched: Dict[str, bool] = {}  # directory as named -> whether its module files are noted
 _index_lock = threading.Lock()
 _installed = False
 
@@ -108,23 +110,41 @@ def _same_content(path: str, now: Optional[Stamp]) -> bool:
     return True
 
 
-def _skipped(path: str) -> bool:
-    return path.startswith(_SKIP) or _SITE_DIRS[0] in path or _SITE_DIRS[1] in path
+def _watched_dir(directory: str) -> bool:
+    """Whether module files in ``directory`` are noted: inside a git work tree (only those
+    can get a git pin), and not in the standard library or site-packages.  Decided once
+    per directory (a few stats, up to the first ``.git``)."""
+    found = _watched.get(directory)
+    if found is None:
+        if not os.path.isabs(directory):
+            found = _watched_dir(os.path.abspath(directory))
+        elif (directory + os.sep).startswith(_SKIP) or any(s in directory + os.sep for s in _SITE_DIRS):
+            found = False
+        elif os.path.lexists(os.path.join(directory, ".git")):
+            found = True
+        else:
+            parent = os.path.dirname(directory)
+            found = parent != directory and _watched_dir(parent)
+        _watched[directory] = found
+    return found
 
 
 def _noting(original: Callable[..., Any]) -> Callable[..., Any]:
-    site, dist = _SITE_DIRS
+    watched, sep = _watched, os.sep
 
     def path_stats(self: Any, path: str, _stat: Callable[..., Any] = os.stat) -> Dict[str, Any]:
         # SourceLoader.path_stats as documented (mtime and size of the source file), from
-        # the one stat the import makes anyway.  Runs at every import: kept lean.
+        # the one stat the import makes anyway.  Runs at every import: kept lean (one
+        # dictionary look-up for a file zgit does not watch).
         st = _stat(path)
-        if type(path) is str and not path.startswith(_SKIP) and site not in path and dist not in path:
-            if path not in _stamps:
-                _unindexed.append(path)
-            _stamps[path] = (st.st_ino, st.st_mtime_ns, st.st_size)
-            if _digests:
-                _digests.pop(path, None)
+        if type(path) is str:
+            directory = path.rpartition(sep)[0]
+            if watched.get(directory) or (directory not in watched and _watched_dir(directory)):
+                if path not in _stamps:
+                    _unindexed.append(path)
+                _stamps[path] = (st.st_ino, st.st_mtime_ns, st.st_size)
+                if _digests:
+                    _digests.pop(path, None)
         return {"mtime": st.st_mtime, "size": st.st_size}
 
     path_stats.__wrapped__ = original  # type: ignore[attr-defined]
@@ -153,9 +173,19 @@ def install() -> None:
     if getattr(current, "_zgit_noting", False):  # zgit imported again after being dropped
         current = current.__wrapped__
     SourceFileLoader.path_stats = _noting(current)  # type: ignore[method-assign]
+    # Runs inside `import zgit`, over every module imported so far: kept lean.
+    plain, getattribute, watched, sep = types.ModuleType, types.ModuleType.__getattribute__, _watched, os.sep
     for module in list(sys.modules.values()):
-        file = _module_file(module)
-        if file is not None and file.endswith((".py", ".pyc")) and not _skipped(file) and file not in _stamps:
+        kind = type(module)
+        if kind is not plain and (not isinstance(module, plain) or kind.__getattribute__ is not getattribute):
+            continue  # not a module, or a lazy one: reading its attributes could import it
+        file = module.__dict__.get("__file__")
+        if type(file) is not str or not file.endswith((".py", ".pyc")):
+            continue
+        directory = file.rpartition(sep)[0]
+        if watched.get(directory) is False or file in _stamps:
+            continue
+        if _watched_dir(directory):
             _note(file)
 
 
