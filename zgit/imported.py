@@ -19,10 +19,15 @@ import BaseStep`` imports zgit mid-import).  Only files inside a git work tree a
 (only those can get a git pin), never the standard library's or site-packages': an
 unrelated import costs one dictionary look-up.
 
-Limits: a module imported before zgit was is noted when zgit is imported, not when it
-was; a rewrite that keeps inode, mtime and size (within the file system's timestamp
-granularity) is not seen; files a module reads while it imports (data, not modules) are
-not noted.
+A file whose stamp changed but whose bytes are still those imported (rewritten with the
+same content) is told apart by a digest of its bytes, taken at the first query that saw
+the file unchanged since its import.
+
+Limits (docs/guarantees.md): a module imported before zgit was is noted when zgit is
+imported, not when it was; a rewrite that keeps inode, mtime and size (within the file
+system's timestamp granularity) is not seen; files a module reads while it imports (data,
+not modules) are not noted; nor are modules not loaded from a source file by Python's
+own loader.
 """
 
 from __future__ import annotations
@@ -202,7 +207,7 @@ def _index() -> None:
         if not count:
             return
         batch = _unindexed[:count]
-        del _unindexed[:count]  # the hook only appends, so these are the ones taken
+        del _unindexed[:count]  # path_stats only appends, so these are the ones taken
         for path in batch:
             _by_dir.setdefault(_real_dir(os.path.dirname(path) or "."), set()).add(path)
 
