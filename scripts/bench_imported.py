@@ -89,7 +89,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
-    processes = 4 if args.quick else 12
+    processes = 2 if args.quick else 12
     count = 200
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
