@@ -32,16 +32,21 @@ own loader.
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import os
 import sys
-import threading
 import types
-from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple
 
 from _frozen_importlib_external import SourceFileLoader  # the import system's own: always loaded
 
-Stamp = Tuple[int, int, int]
+# Imported by `import zgit` before anything else: only modules every interpreter has
+# loaded at start-up (typing and threading are not, and cost milliseconds).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple
+
+    Stamp = Tuple[int, int, int]
 
 _SITE_DIRS = (os.sep + "site-packages" + os.sep, os.sep + "dist-packages" + os.sep)
 
@@ -51,7 +56,7 @@ _unindexed: List[str] = []  # paths noted since the last query (appended at each
 _by_dir: Dict[str, Set[str]] = {}  # real directory -> noted paths of files in it
 _real_dirs: Dict[str, str] = {}  # directory as named -> its real path
 _watched: Dict[str, bool] = {}  # directory as named -> whether its module files are noted
-_index_lock = threading.Lock()
+_index_lock = _thread.allocate_lock()
 _installed = False
 
 

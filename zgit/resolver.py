@@ -29,10 +29,14 @@ def resolve_source(obj: Any, *, repo: RepoLike = None) -> Source:
     """The source that pins ``obj`` (a class, a function, or a dotted ``"module.Attr"``).
 
     Inside the repository's source root: a git pin at HEAD when the module directory is
-    clean.  From an installed distribution outside it: ``@<dist>_<version>``.  Otherwise
-    the unpinned source, with an :class:`UnpinnedSourceWarning` that says why and what to
-    do (it names the dirty files).  A pinned object resolves to its own pin.  Raises
-    :class:`SourceError` for objects that cannot be imported by name (nested or local).
+    clean and HEAD names the code in memory (the directory's files this process imported
+    are still those files, and ``obj`` is what its module binds; see
+    :mod:`zgit.imported`).  From an installed distribution outside it:
+    ``@<dist>_<version>``.  Otherwise the unpinned source, with an
+    :class:`UnpinnedSourceWarning` at the caller's line that says why and what to do (it
+    names the files).  A class defined interactively (``__main__`` without a file) is
+    never pinned.  A pinned object resolves to its own pin.  Raises :class:`SourceError`
+    for objects that cannot be imported by name (nested or local).
     """
     if isinstance(obj, str):
         obj = _import_dotted(obj)
