@@ -127,7 +127,11 @@ def _watched_dir(directory: str) -> bool:
     found = _watched.get(directory)
     if found is None:
         if not os.path.isabs(directory):
-            found = _watched_dir(os.path.abspath(directory))
+            try:
+                absolute = os.path.abspath(directory)
+            except OSError:  # the current directory was deleted: never break an import
+                return False
+            found = _watched_dir(absolute)
         elif (directory + os.sep).startswith(_SKIP) or any(s in directory + os.sep for s in _SITE_DIRS):
             found = False
         elif os.path.lexists(os.path.join(directory, ".git")):
