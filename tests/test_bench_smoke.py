@@ -60,3 +60,15 @@ def test_bench_quick_writes_every_key(tmp_path):
     assert figures["targets"]
     for target in figures["targets"].values():
         assert target["met"] in (True, False, None)
+
+
+@pytest.mark.slow
+def test_bench_imported_quick_writes_every_key(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "bench_imported.py"), "--quick"],
+        cwd=tmp_path, env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    figures = json.loads(result.stdout)
+    for key in ("noted_import_ratio", "unwatched_import_ratio", "skipped_import_ratio", "install_us"):
+        assert figures[key] > 0

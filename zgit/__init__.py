@@ -1,10 +1,17 @@
 """zgit: make the classes of ML pipelines reproducible by git commit.
 
 Importing zgit installs its import hook, so that pinned modules (names such as
-``a.b@<sha>.c``) can be brought back, e.g. when unpickling a pinned model.
+``a.b@<sha>.c``) can be brought back, e.g. when unpickling a pinned model; and it starts
+noting what each module file was on disk when it was imported, so that a pin at HEAD
+names the code in memory (see :mod:`zgit.imported`).
 """
 
-from zgit._version import __version__
+# First, so that every import after this one is noted (see zgit/imported.py).
+from zgit import imported as _imported
+
+_imported.install()
+
+from zgit._version import __version__  # noqa: E402
 from zgit.errors import (
     ArtifactError,
     ConfigError,

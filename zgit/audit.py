@@ -690,6 +690,14 @@ class _Auditor:
             source = Source.parse(text)
         except SourceError as exc:
             return [Finding("bad-source", str(exc))]
+        if source.kind == "unpinned" and source.module == "__main__":
+            return [Finding(
+                "unpinned",
+                f"{text} is defined interactively (in a notebook cell, the REPL or a script's "
+                "__main__), so no other process can load it: move it into a module file inside a "
+                "package directory (e.g. steps/my_step.py), import it from there, commit, and "
+                "save the pipeline again",
+            )]
         if source.kind == "unpinned":
             return [Finding(
                 "unpinned",

@@ -7,11 +7,11 @@ import os
 import site
 import sys
 import sysconfig
-import warnings
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Optional, Tuple
 
+from zgit import callsite, imported
 from zgit.dirty import advice, describe, submodule_of
 from zgit.errors import NotARepositoryError, SourceError, UncommittedFileWarning, UnpinnedSourceWarning
 from zgit.layout import import_root_of, location_of_file, split_pinned_name, uncommitted_modules
@@ -19,15 +19,25 @@ from zgit.loader.checkout import JOURNAL_NAME, locked, recover_locked
 from zgit.repository import Repository, RepoLike
 from zgit.source import Source
 
+_INTERACTIVE = (
+    "it is defined interactively (in a notebook cell, the REPL or python -c), so no other "
+    "process can load it; move it into a module file inside a package directory (e.g. "
+    "steps/my_step.py), import it from there and save again"
+)
+
 
 def resolve_source(obj: Any, *, repo: RepoLike = None) -> Source:
     """The source that pins ``obj`` (a class, a function, or a dotted ``"module.Attr"``).
 
     Inside the repository's source root: a git pin at HEAD when the module directory is
-    clean.  From an installed distribution outside it: ``@<dist>_<version>``.  Otherwise
-    the unpinned source, with an :class:`UnpinnedSourceWarning` that says why and what to
-    do (it names the dirty files).  A pinned object resolves to its own pin.  Raises
-    :class:`SourceError` for objects that cannot be imported by name (nested or local).
+    clean and HEAD names the code in memory (the directory's files this process imported
+    are still those files, and ``obj`` is what its module binds; see
+    :mod:`zgit.imported`).  From an installed distribution outside it:
+    ``@<dist>_<version>``.  Otherwise the unpinned source, with an
+    :class:`UnpinnedSourceWarning` at the caller's line that says why and what to do (it
+    names the files).  A class defined interactively (``__main__`` without a file) is
+    never pinned.  A pinned object resolves to its own pin.  Raises :class:`SourceError`
+    for objects that cannot be imported by name (nested or local).
     """
     if isinstance(obj, str):
         obj = _import_dotted(obj)
@@ -51,6 +61,8 @@ def resolve_source(obj: Any, *, repo: RepoLike = None) -> Source:
     module = sys.modules.get(module_name)
     file = getattr(module, "__file__", None)
     if file is None:
+        if module_name == "__main__":
+            return _unpinned(module_name, qualname, _INTERACTIVE)
         return _unpinned(module_name, qualname, "its module has no file (built in, or created at run time)")
     real = os.path.realpath(file)
 
@@ -66,10 +78,10 @@ def resolve_source(obj: Any, *, repo: RepoLike = None) -> Source:
             refused = _import_root_mismatch(repository, real, module_name)
             if refused is not None:
                 return _unpinned(module_name, qualname, refused)
-            return _resolve_in_repository(repository, real, module_name, qualname)
+            return _resolve_in_repository(repository, real, module_name, qualname, obj)
         home = _home_work_tree(real, module_name)
         if home is not None:
-            return _resolve_in_repository(home[0], real, module_name, qualname, source_root=home[1])
+            return _resolve_in_repository(home[0], real, module_name, qualname, obj, source_root=home[1])
     from zgit.distributions import distribution_pin
 
     dist = distribution_pin(module_name, real)
@@ -83,7 +95,7 @@ def resolve_source(obj: Any, *, repo: RepoLike = None) -> Source:
     return _unpinned(module_name, qualname, why)
 
 
-def _resolve_in_repository(repository: Repository, real: str, module_name: str, qualname: str,
+def _resolve_in_repository(repository: Repository, real: str, module_name: str, qualname: str, obj: Any,
                            source_root: Optional[str] = None) -> Source:
     git = repository.git
     rel = Path(os.path.relpath(real, git.root)).as_posix()
@@ -129,6 +141,9 @@ def _resolve_in_repository(repository: Repository, real: str, module_name: str, 
             location.module, qualname,
             f"{rel} is not committed (is it ignored by git?); commit it and save again",
         )
+    why = _not_the_code_in_memory(git.root, location.module_dir, module_name, qualname, obj)
+    if why:
+        return _unpinned(location.module, qualname, why)
     source = Source(location.module, qualname, head)
     _warn_uncommitted_modules(git, head, location.module_dir, source)
     return source
@@ -206,12 +221,40 @@ def _warn_uncommitted_modules(git: Any, sha: str, module_dir: str, source: Sourc
     missing = uncommitted_modules(git, sha, module_dir)
     if missing:
         shown = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
-        warnings.warn(
+        callsite.warn(
             f"{source} depends on files that are not in commit {sha[:12]}: {shown} (ignored by git: "
             "generated?); a load of this pin cannot import them as they were. Commit them, or "
             "generate them outside the module directory",
-            UncommittedFileWarning, stacklevel=4,
+            UncommittedFileWarning,
         )
+
+
+def _not_the_code_in_memory(root: Path, module_dir: str, module_name: str, qualname: str, obj: Any) -> str:
+    """Why HEAD, though clean, would not name the code of ``obj`` in memory ("" if it does)."""
+    if getattr(sys.modules.get(module_name), qualname, None) is not obj:
+        return (
+            f"it is not the object its module {module_name} now binds to {qualname!r} (the module "
+            "was reloaded or imported again after it was made, or the name was rebound), so its "
+            "code may not be HEAD's; make the object again from the module as it is now, or "
+            "restart the kernel or process, and save again"
+        )
+    changed = imported.changed_since_import(_real_path(str(root), module_dir))
+    if not changed:
+        return ""
+    rels = [Path(os.path.relpath(path, _real_path(str(root), ""))).as_posix() for path in changed]
+    shown = ", ".join(rels[:10]) + (f" and {len(rels) - 10} more" if len(rels) > 10 else "")
+    return (
+        f"the code in memory is not what is on disk: {shown} changed on disk after "
+        f"{'it was' if len(rels) == 1 else 'they were'} imported (edited, committed or not; or "
+        "checked out at another commit by a zgit load in another process, live then or killed "
+        "since), so HEAD does not name the code that runs here; re-import the module (restart "
+        "the kernel or the process) and save again"
+    )
+
+
+@lru_cache(maxsize=256)
+def _real_path(root: str, relpath: str) -> str:
+    return os.path.realpath(os.path.join(root, relpath))
 
 
 def _own_source(obj: Any) -> Optional[str]:
@@ -224,7 +267,7 @@ def _own_source(obj: Any) -> Optional[str]:
 
 def _unpinned(module: str, attribute: str, why: str) -> Source:
     source = Source(module, attribute)
-    warnings.warn(f"{source} is left unpinned: {why}", UnpinnedSourceWarning, stacklevel=3)
+    callsite.warn(f"{source} is left unpinned: {why}", UnpinnedSourceWarning)
     return source
 
 

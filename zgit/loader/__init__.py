@@ -11,11 +11,12 @@ warning.
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import types
-import warnings
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, ContextManager, Dict, List, Optional, Tuple, Union
 
+from zgit import callsite, imported
 from zgit.config import Config, check_strategy
 from zgit.errors import (
     NotARepositoryError,
@@ -150,7 +151,7 @@ def _load_git(source: Source, repository: Repository, config: Config, strategy: 
             nested = getattr(checkout._active, "depth", 0)
             with contextlib.nullcontext() if nested else working.served_from_head(
                 git, location.module_dir, location.package, sha
-            ), checkout.checked_out(
+            ), _own_restore_noted(repository, location.module_dir), checkout.checked_out(
                 git, location.module_dir, sha, timeout=config.lock_timeout, fsync=config.fsync
             ):
                 module = memory.import_pinned(name)
@@ -165,12 +166,21 @@ def _load_git(source: Source, repository: Repository, config: Config, strategy: 
         ) from None
 
 
+def _own_restore_noted(repository: Repository, module_dir: str) -> ContextManager[None]:
+    """The checkout restores HEAD's files, which are what this process imported when they
+    were unchanged before it: note that, so that a pin at HEAD is not refused for them
+    (see :mod:`zgit.imported`).  Not when a journal is left: the checkout then first undoes
+    another process's, whose pinned files may be what this process imported."""
+    if (repository.state_dir / checkout.JOURNAL_NAME).exists():
+        return contextlib.nullcontext()
+    return imported.restored_by_this_process(os.path.realpath(os.path.join(repository.git.root, module_dir)))
+
+
 def _load_unpinned(source: Source, repository: Repository) -> Any:
-    warnings.warn(
+    callsite.warn(
         f"source {source} is not pinned to a commit: loading the working version, which may "
         "differ from what ran. Commit the module directory and save the pipeline again to pin it",
         UnpinnedSourceWarning,
-        stacklevel=3,
     )
     module = importer.import_real(source.module, repository.source_root)
     try:
