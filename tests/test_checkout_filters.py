@@ -144,14 +144,15 @@ def test_each_setting_pins_loads_and_gives_the_tree_back(project, setting):
     pin, head = SETTINGS[setting](project)
     assert git_status(project) == ""  # git: clean
     settle_index(project)
-    before, index = identity(project, MODULE_DIR), run_git(project, "ls-files", "-s")
     sys.path.insert(0, str(project))
     import importlib
 
-    working = importlib.import_module("pkg.mod.step")
+    working = importlib.import_module("pkg.mod.step")  # writes its bytecode, as users' imports do
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert resolve_source(working.Step).sha == head  # pin at HEAD works
+    # What the load must give back: the tree as it is just before it, bytecode included.
+    before, index = identity(project, MODULE_DIR), run_git(project, "ls-files", "-s")
     cls = load_source(f"pkg.mod.step.Step@{pin}", strategy="checkout")
     assert cls.VERSION == 0
     seen = sys.modules[cls.__module__].SEEN
