@@ -80,7 +80,7 @@ def _tests(version: str):
         if interpreter is None:
             session.skip(
                 f"Python {version} is not installed (no working python{version} on PATH or "
-                "in pyenv's versions): skipped"
+                "in pyenv's versions)"
             )
         session.install("-e", ".[test]")
         workers = os.environ.get("ZGIT_TEST_WORKERS", "2")
