@@ -821,7 +821,8 @@ print(repr({"plain": plain, "wall": wall, "on": toggled[True], "off": toggled[Fa
 
 def bench_hook(base: Path, quick: bool) -> dict:
     """Imports of 200 fresh unrelated modules (cached bytecode: the fastest, so the most
-    sensitive import path) in short processes with and without ``import zgit``, alternated
+    sensitive import path) in short processes with and without zgit's finders installed
+    (``import zgit.loader``, as after the first pinned load), alternated
     (a second series without zgit gives the noise floor); and, inside the processes with
     zgit, rounds with zgit's finder and path hook taken out and put back (ABBA)."""
     import ast

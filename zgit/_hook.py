@@ -19,7 +19,9 @@ class PinnedNameFinder:
     """Last on ``sys.meta_path`` until it hands over to :mod:`zgit.loader.importer`."""
 
     @classmethod
-    def find_spec(cls, fullname, path=None, target=None):
+    def find_spec(cls, fullname: str, path: object = None, target: object = None) -> object:
+        """The spec of a pinned name, or of the real package above a pinned module
+        directory (handing over to :mod:`zgit.loader.importer`); None for anything else."""
         if "@" in fullname:
             return _hand_over().PinnedFinder.find_spec(fullname, path, target)
         if path is None and "." not in fullname and _pinned_import_underway(fullname):
@@ -43,7 +45,7 @@ def _pinned_import_underway(top: str) -> bool:
     return any("@" in name and name.startswith(prefix) for name in list(locks))
 
 
-def _hand_over():
+def _hand_over():  # -> the module zgit.loader.importer
     uninstall()
     from zgit.loader import importer  # installs PinnedFinder and the others
 
