@@ -106,3 +106,21 @@ def test_a_module_s_own_builtins_import_serves_its_import_statements(tmp_path):
         f"import statements no longer use the module's own __builtins__['__import__'] (saw {out}): "
         "pinned code would import the working version; see docs/identity.md"
     )
+
+
+def test_imp_fix_co_filename_renames_a_code_object_and_the_ones_inside_it():
+    """``_imp._fix_co_filename``: the bytecode cache of pinned blobs (zgit/loader/bytecode.py,
+    on main) gives code unmarshalled from the cache the virtual path of the pinned file, as
+    CPython's SourceLoader does for a ``.pyc``; without it tracebacks and ``inspect`` of
+    cached pinned code would name the path it was first compiled under."""
+    import types
+
+    import _imp
+
+    code = compile("def f():\n    return 1\n", "/first/path.py", "exec")
+    _imp._fix_co_filename(code, "/repo/pkg/mod@0123/step.py")
+    inner = [const for const in code.co_consts if isinstance(const, types.CodeType)]
+    assert [code.co_filename] + [c.co_filename for c in inner] == ["/repo/pkg/mod@0123/step.py"] * 2, (
+        "_imp._fix_co_filename no longer renames a code object and the code objects inside it: "
+        "pinned code from zgit's bytecode cache would carry a stale file name; see docs/identity.md"
+    )
