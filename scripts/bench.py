@@ -6,7 +6,7 @@
     python scripts/bench.py --json out.json # also write the figures
     python scripts/bench.py --profile       # also cProfile zgit's hot paths
 
-What is measured (issues 2, 3, 5 and 7):
+What is measured (issues 2, 3, 5, 7 and 11):
 
 * **pin check** -- ``open_repo(root).dirty_paths("pkg/mod")`` on generated repositories of
   1k, 20k and 100k files with a 10-file module directory, against (a) the original ZenML
@@ -29,10 +29,13 @@ What is measured (issues 2, 3, 5 and 7):
   sequence's cost around the import per unit of what the checkout strategy adds to the
   memory strategy's (the same import, nothing written); full mode gives the same in the
   20k-file repository (``checkout_overhead_20k``), on the same file system.
-* **hook**: importing 200 fresh unrelated modules in processes with and without
-  ``import zgit`` (zgit's import hook must cost nothing measurable), in CPU time; also
-  within one process with zgit's finders taken out and put back, and the direct cost of
-  zgit's finder per import.
+* **hook**: importing 200 fresh unrelated modules in processes with and without zgit's
+  finders installed (``import zgit.loader``, as after the first pinned load; they must
+  cost nothing measurable), in CPU time; also within one process with zgit's finders
+  taken out and put back, and the direct cost of zgit's finder per import.
+* **startup** (issue 11): whole processes started as users start them, ``python -c
+  pass`` (the baseline), ``python -c "import zgit"``, ``zgit --help`` and ``zgit audit`` of
+  a repository with one pipeline, median of 10 starts each.
 * **audit**: ``scripts/bench_audit.py`` (1,000 YAML files x 5 steps over 20 pins), and
   the cost per distinct pin over 1,000 distinct pins (``audit.ms_per_distinct_pin``, CPU
   time; ``..._wall`` in wall-clock time; also with the load benchmark's ~150-line step
@@ -72,6 +75,7 @@ import json
 import os
 import platform
 import pstats
+import resource
 import shutil
 import statistics
 import subprocess
@@ -939,7 +943,9 @@ import gc, importlib, sys, time
 variant, directory, count, rounds = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 meta_before, hooks_before = list(sys.meta_path), list(sys.path_hooks)
 if variant == "with":
-    import zgit
+    # zgit's real finders, as in a process that has loaded a pin (``import zgit`` alone
+    # installs a stand-in that only imports which would fail anyway ever reach)
+    import zgit.loader
 meta_after, hooks_after = list(sys.meta_path), list(sys.path_hooks)
 sys.path.insert(0, directory)
 names = ["unrelated_%03d" % i for i in range(count)]
@@ -998,7 +1004,8 @@ print(repr({"plain": plain, "wall": wall, "on": toggled[True], "off": toggled[Fa
 
 def bench_hook(base: Path, quick: bool) -> dict:
     """Imports of 200 fresh unrelated modules (cached bytecode: the fastest, so the most
-    sensitive import path) in short processes with and without ``import zgit``, alternated
+    sensitive import path) in short processes with and without zgit's finders installed
+    (``import zgit.loader``, as after the first pinned load), alternated
     (a second series without zgit gives the noise floor); and, inside the processes with
     zgit, rounds with zgit's finder and path hook taken out and put back (ABBA)."""
     import ast
@@ -1132,6 +1139,82 @@ def bench_memory(base: Path, quick: bool) -> dict:
         # the process by this much per pin
         "kb_per_pin_again": (figures["again"] - figures["forgotten"]) / kib,
         "rss_mb": {k: round(figures[k] / 2**20, 1) for k in ("before", "loaded", "forgotten", "again")},
+    }
+
+
+# -- start-up ------------------------------------------------------------------------------
+
+_STARTUP_STEP = '''\
+"""The one step of the start-up benchmark's pipeline."""
+
+
+class Step:
+    def __init__(self, factor=1):
+        self.factor = factor
+'''
+
+
+def bench_startup(base: Path) -> dict:
+    """Whole processes, as a user or a pre-commit hook starts them: ``python -c pass`` (the
+    baseline), ``python -c "import zgit"``, ``zgit --help`` and ``zgit audit`` of a
+    repository with one pipeline; interleaved, medians of 10 starts each (wall clock, and
+    the started process's CPU time).  For reference, importing pygit2 alone and pygit2 with
+    PyYAML: the floor of any audit, which reads git objects and YAML.
+
+    The processes run as users run them, with bytecode caches written and used
+    (PYTHONDONTWRITEBYTECODE unset; the warm-ups write zgit's caches)."""
+    root = base / "startup"
+    sha = build(root, {"commits": [{"message": "a step", "files": {
+        "trainers/tiny/__init__.py": "",
+        "trainers/tiny/step.py": _STARTUP_STEP,
+    }}]})[-1]
+    (root / "pipelines").mkdir()
+    (root / "pipelines" / "one.yaml").write_text(
+        f"version: '1'\nname: one\nsteps:\n  train:\n    source: trainers.tiny.step.Step@{sha}\n"
+        "    args: {factor: 2}\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    script = Path(sys.executable).parent / "zgit"  # the console script users run
+    zgit = [str(script)] if script.exists() else [sys.executable, "-m", "zgit"]
+    commands = {
+        "python": [sys.executable, "-c", "pass"],
+        "import": [sys.executable, "-c", "import zgit"],
+        "help": zgit + ["--help"],
+        "audit": zgit + ["audit"],
+        # references: what the audit cannot do without (it reads git objects and YAML)
+        "pygit2": [sys.executable, "-c", "import pygit2"],
+        "pygit2_yaml": [sys.executable, "-c", "import pygit2, yaml"],
+    }
+
+    cpu: Dict[str, List[float]] = {name: [] for name in commands}
+
+    def children_cpu() -> float:
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return usage.ru_utime + usage.ru_stime
+
+    def start(name: str, command: List[str]) -> Callable[[], float]:
+        def measure() -> float:
+            before = children_cpu()
+            wall = timed(lambda: subprocess.run(command, cwd=root, env=env, capture_output=True, check=True))
+            cpu[name].append(children_cpu() - before)
+            return wall
+        return measure
+
+    starts = 10
+    times = interleave([Contender(name, start(name, command), starts, warmup=2) for name, command in commands.items()])
+    ms = {name: median(values) * 1e3 for name, values in times.items()}
+    # The started process's own CPU time (warm-ups left out): what it costs, without the
+    # time it waited for a core on a busy machine.
+    cpu_ms = {name: median(values[-starts:]) * 1e3 for name, values in cpu.items()}
+    shutil.rmtree(root, ignore_errors=True)
+    return {
+        **{f"{name}_ms": value for name, value in ms.items()},
+        **{f"{name}_ratio": ms[name] / ms["python"] for name in commands if name != "python"},
+        "cpu_ms": cpu_ms,
+        "cpu_ratios": {name: cpu_ms[name] / cpu_ms["python"] for name in commands if name != "python"},
+        "starts": starts,
+        "zgit_command": " ".join(Path(part).name for part in zgit),
     }
 
 
@@ -1435,6 +1518,12 @@ def targets(results: dict) -> Dict[str, dict]:
         add("runs: zgit runs over 10k runs (ms)", runs.get("list_10k_ms"), "<=", 300,
             f"CPU time {runs['list_10k_cpu_ms']:.0f} ms; python -c 'import zgit.cli' alone: "
             f"{runs['list_10k_startup_ms']:.0f} ms; in process: {runs['list_10k_in_process_ms']:.0f} ms")
+    startup = results.get("startup", {})
+    startup_cpu = startup.get("cpu_ratios", {})
+    for key, label, bound in (("help", "zgit --help", 2.0), ("import", "import zgit", 2.0),
+                              ("audit", "zgit audit (1 pipeline)", 4.0)):
+        add(f"startup: {label} / python -c pass", startup.get(f"{key}_ratio"), "<=", bound,
+            f"in CPU time {startup_cpu[key]:.2f}" if key in startup_cpu else "")
     return out
 
 
@@ -1522,6 +1611,19 @@ def render(results: dict) -> str:
                   f"  {'same process, hook in / hook taken out':<44} {hook['in_process_ratio']:>7.3f}",
                   f"  {'zgit finders per unrelated import':<44} {hook['finder_ns_per_import']:>7.0f} ns "
                   f"({hook['finder_share'] * 100:.2f} % of an import)"]
+    startup = results.get("startup")
+    if startup:
+        lines += ["", f"Start-up: whole processes, medians of {startup['starts']} starts each "
+                      f"(zgit run as '{startup['zgit_command']}')"]
+        lines.append(f"  {'':<44} {'wall':>10} {'ratio':>8} {'cpu':>10} {'ratio':>8}")
+        for label, key in (("python -c pass", "python"), ('python -c "import zgit"', "import"),
+                           ("zgit --help", "help"), ("zgit audit, a repository with one pipeline", "audit"),
+                           ('(reference) python -c "import pygit2"', "pygit2"),
+                           ('(reference) python -c "import pygit2, yaml"', "pygit2_yaml")):
+            ratio = "" if key == "python" else f"{startup[key + '_ratio']:.2f}x"
+            cpu_ratio = "" if key == "python" else f"{startup['cpu_ratios'][key]:.2f}x"
+            lines.append(f"  {label:<44} {ms(startup[key + '_ms']):>10} {ratio:>8} "
+                         f"{ms(startup['cpu_ms'][key]):>10} {cpu_ratio:>8}")
     audit = results.get("audit")
     if "audit" in results:
         lines += ["", "Audit (scripts/bench_audit.py)"]
@@ -1589,7 +1691,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--profile", action="store_true", help="cProfile zgit's hot paths and print the top entries")
     parser.add_argument("--sizes", help="comma-separated repository sizes for the pin check (default 1000,20000,100000)")
     parser.add_argument("--tmpdir", help="where the generated pin-check repositories go (default /dev/shm when it has room)")
-    parser.add_argument("--skip", default="", help="comma-separated sections to skip: pin_check,load,hook,audit,memory,runs")
+    parser.add_argument("--skip", default="", help="comma-separated sections to skip: pin_check,load,hook,startup,audit,memory,runs")
     args = parser.parse_args(argv)
 
     sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else ([1000] if args.quick else [1000, 20000, 100000])
@@ -1633,6 +1735,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if "hook" not in skip:
             results["hook"] = bench_hook(Path(small), args.quick)
             log(f"[hook] ratio {results['hook']['unrelated_import_ratio']:.3f}")
+        if "startup" not in skip:
+            results["startup"] = bench_startup(Path(small))
+            log(f"[startup] help {results['startup']['help_ratio']:.2f}x, import "
+                f"{results['startup']['import_ratio']:.2f}x, audit {results['startup']['audit_ratio']:.2f}x")
         if "audit" not in skip:
             results["audit"] = bench_audit_figures(Path(big), args.quick)
         if "memory" not in skip:

@@ -828,12 +828,15 @@ class GitRepo:
         with self._lock:
             try:
                 self._repo.revparse_single(rev)
-            except pygit2.AmbiguousError as exc:
-                raise PinNotFoundError(
-                    f"{rev!r} is ambiguous in the repository at {self.root}: more than one "
-                    "object id starts with it; give more hex digits"
-                ) from exc
-            except (KeyError, ValueError, pygit2.GitError):
+            except ValueError as exc:
+                # pygit2.AmbiguousError (a ValueError) since pygit2 1.19; the pygit2 that
+                # Python 3.10 gets (1.18) raises a plain ValueError saying "ambiguous"
+                if isinstance(exc, getattr(pygit2, "AmbiguousError", ())) or "ambiguous" in str(exc):
+                    raise PinNotFoundError(
+                        f"{rev!r} is ambiguous in the repository at {self.root}: more than one "
+                        "object id starts with it; give more hex digits"
+                    ) from exc
+            except (KeyError, pygit2.GitError):
                 pass
         return self.resolve_commit(rev)
 

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import io
-from importlib.resources.abc import Traversable, TraversableResources
 from typing import Any, Iterator
+
+try:
+    from importlib.resources.abc import Traversable, TraversableResources
+except ImportError:  # Python 3.10: importlib.resources is a module, the ABCs are in importlib.abc
+    from importlib.abc import Traversable, TraversableResources  # type: ignore[no-redef]
 
 from zgit.loader.importer import PinnedTree
 
