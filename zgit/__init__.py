@@ -7,6 +7,7 @@ Importing zgit installs its import hook, so that pinned modules (names such as
 from zgit._version import __version__
 from zgit.errors import (
     ArtifactError,
+    BundleError,
     ConfigError,
     CorruptArtifactError,
     DirtyModuleError,
@@ -34,6 +35,7 @@ from zgit.source import Source
 __all__ = [
     "__version__",
     "ArtifactError",
+    "BundleError",
     "BaseStep",
     "ConfigError",
     "CorruptArtifactError",
