@@ -44,6 +44,9 @@ What is measured (issues 2, 3, 5 and 7):
   (one cached step: key, lookup, digest-checked read); reading a 100 MB numpy array
   artifact against reading the same bytes from a plain file (10 MB in --quick); ``zgit
   runs`` (a fresh process) over a store of 10,000 runs.
+* **dask** (issue 13): building the code bundle of a 10-file module directory at a pin
+  from git's objects (a freshly opened repository each time: nothing cached), and
+  verifying it with hashlib (``dask.bundle_build_ms``, ``dask.bundle_verify_ms``).
 
 Machines are shared and noisy: every figure is a median over repeats, the contenders of
 one comparison run interleaved (round-robin, rotating order, repeats spread evenly) after
@@ -1210,6 +1213,44 @@ def _bench_runs_in(root: Path, quick: bool) -> dict:
     }
 
 
+def bench_dask(base: Path, quick: bool) -> dict:
+    """The code bundle figures (keys ``dask.*`` of issue 13)."""
+    from fixtures.builder import git_env
+    from zgit.engines.bundle import build as build_bundle, verify_bytes
+    from zgit.gitrepo import GitRepo
+
+    root = base / "dask-project"
+    module = root / "pkg" / "mod"
+    module.mkdir(parents=True)
+    (root / "pkg" / "__init__.py").write_text("")
+    (module / "__init__.py").write_text("")
+    for i in range(9):
+        (module / f"m{i}.py").write_text(f'"""Module {i}."""\n' + "".join(
+            f"def f{j}(x):\n    return x + {i * 100 + j}\n\n" for j in range(40)))
+    env = git_env()
+    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-qm", "pkg"]):
+        subprocess.run(["git", *args], cwd=root, env=env, check=True, capture_output=True)
+    sha = git(root, "rev-parse", "HEAD").strip()
+    git_dir = str(root / ".git")
+    data = build_bundle(GitRepo(git_dir), sha, MODULE_DIR, "pkg.mod").to_bytes()
+
+    def build_once() -> float:
+        fresh = GitRepo(git_dir)  # opened untimed; its caches are empty
+        return timed(lambda: build_bundle(fresh, sha, MODULE_DIR, "pkg.mod"))
+
+    def verify_once() -> float:
+        return timed(lambda: verify_bytes(data))
+
+    repeats = 20 if quick else 200
+    times = interleave([Contender("build", build_once, repeats), Contender("verify", verify_once, repeats)])
+    return {
+        "bundle_files": len(verify_bytes(data).files),
+        "bundle_bytes": len(data),
+        "bundle_build_ms": median(times["build"]) * 1000,
+        "bundle_verify_ms": median(times["verify"]) * 1000,
+    }
+
+
 # -- profiles --------------------------------------------------------------------------
 
 
@@ -1309,6 +1350,10 @@ def targets(results: dict) -> Dict[str, dict]:
         add("runs: zgit runs over 10k runs (ms)", runs.get("list_10k_ms"), "<=", 300,
             f"CPU time {runs['list_10k_cpu_ms']:.0f} ms; python -c 'import zgit.cli' alone: "
             f"{runs['list_10k_startup_ms']:.0f} ms; in process: {runs['list_10k_in_process_ms']:.0f} ms")
+    dask = results.get("dask")
+    if isinstance(dask, dict):
+        add(f"dask: bundle build, {dask['bundle_files']} files (ms)", dask.get("bundle_build_ms"), "<=", 5)
+        add("dask: bundle verify (ms)", dask.get("bundle_verify_ms"), "<=", 3)
     return out
 
 
@@ -1411,6 +1456,11 @@ def render(results: dict) -> str:
                   f"  {'  its CPU time':<48} {ms(runs['list_10k_cpu_ms']):>10}",
                   f"  {'  of which starting Python and zgit':<48} {ms(runs['list_10k_startup_ms']):>10}",
                   f"  {'  list_runs() in process':<48} {ms(runs['list_10k_in_process_ms']):>10}"]
+    dask = results.get("dask")
+    if isinstance(dask, dict):
+        lines += ["", f"Code bundles ({dask['bundle_files']}-file module directory, {dask['bundle_bytes']} bytes; medians)",
+                  f"  {'build from git objects (fresh repository)':<48} {ms(dask['bundle_build_ms']):>10}",
+                  f"  {'verify with hashlib':<48} {ms(dask['bundle_verify_ms']):>10}"]
     lines += ["", "Targets"]
     for name, t in results["targets"].items():
         verdict = "n/a" if t["met"] is None else "MET" if t["met"] else "NOT MET"
@@ -1442,7 +1492,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--profile", action="store_true", help="cProfile zgit's hot paths and print the top entries")
     parser.add_argument("--sizes", help="comma-separated repository sizes for the pin check (default 1000,20000,100000)")
     parser.add_argument("--tmpdir", help="where the generated pin-check repositories go (default /dev/shm when it has room)")
-    parser.add_argument("--skip", default="", help="comma-separated sections to skip: pin_check,load,hook,audit,memory,runs")
+    parser.add_argument("--skip", default="", help="comma-separated sections to skip: pin_check,load,hook,audit,memory,runs,dask")
     args = parser.parse_args(argv)
 
     sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else ([1000] if args.quick else [1000, 20000, 100000])
@@ -1493,6 +1543,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 results["runs"] = bench_runs(Path(small), args.quick)
                 log(f"[runs] step {results['runs']['step_overhead_ms']:.2f} ms, "
                     f"hit {results['runs']['cache_hit_ms']:.2f} ms")
+        if "dask" not in skip:
+            results["dask"] = bench_dask(Path(small), args.quick)
+            log(f"[dask] bundle build {results['dask']['bundle_build_ms']:.2f} ms, "
+                f"verify {results['dask']['bundle_verify_ms']:.2f} ms")
     results["targets"] = targets(results)
     results["meta"]["seconds"] = round(time.perf_counter() - started, 1)
     print(render(results))
