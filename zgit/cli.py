@@ -599,11 +599,17 @@ def _add_run_commands(sub: Any) -> None:
              "exit status: 0 the run completed, 1 a step failed (the run is recorded as\n"
              "failed), 2 usage error.",
              "zgit run 'My Awesome Pipeline'\n"
-             "zgit run 'My Awesome Pipeline' --no-cache --strategy memory")
+             "zgit run 'My Awesome Pipeline' --no-cache --strategy memory\n"
+             "zgit run 'My Awesome Pipeline' --engine dask --address tcp://10.0.0.5:8786")
     p.add_argument("name", metavar="NAME", help="the pipeline's name (zgit pipelines lists them)")
     p.add_argument("--no-cache", action="store_true", help="execute every step (also: ZGIT_DISABLE_CACHE=1)")
     p.add_argument("--strategy", choices=("checkout", "memory"), default=None,
                    help="how to load git pins (default: the repository's loader.strategy)")
+    p.add_argument("--engine", choices=("local", "dask"), default=None,
+                   help="where steps execute (default: the repository's engine.name, else local)")
+    p.add_argument("--address", metavar="URL", default=None,
+                   help="the Dask scheduler for --engine dask, e.g. tcp://host:8786 (default: "
+                        "engine.address; none: a local cluster for this run)")
     p.set_defaults(func=cmd_run)
 
     p = _sub(sub, "runs", "list recorded runs, or show one",
@@ -675,7 +681,8 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
         warnings.simplefilter("always")
         try:
             result = run_config(config, None, repo=repository, enable_cache=switches,
-                                strategy=args.strategy, progress=progress)
+                                strategy=args.strategy, progress=progress, engine=args.engine,
+                                address=args.address)
         except Exception as exc:
             from zgit.errors import ZgitError
 

@@ -63,9 +63,12 @@ class RunResult:
 def run_config(config: PipelineConfig, data: Any = None, *, repo: Any,
                enable_cache: Optional[Dict[str, bool]] = None, engine: Any = None,
                strategy: Optional[str] = None, progress: Optional[Progress] = None,
-               store: Optional[RunStore] = None, saved: Optional[Path] = None) -> RunResult:
+               store: Optional[RunStore] = None, saved: Optional[Path] = None,
+               address: Optional[str] = None) -> RunResult:
     """Execute the steps of ``config`` in order, each from its recorded source, through
-    ``engine`` (a name or an :class:`Engine`; default ``local``), and record the run.
+    ``engine`` (a name or an :class:`Engine`; default: the repository's ``engine.name``,
+    else ``local``), and record the run.  ``address``: the Dask scheduler for engine
+    ``dask`` (default: ``engine.address``; none: a local cluster for this run).
 
     ``enable_cache`` maps step names to whether the cache may serve them (default: all
     may); ``ZGIT_DISABLE_CACHE=1`` overrides it.  ``saved``: the pipeline file this run
@@ -97,7 +100,7 @@ def run_config(config: PipelineConfig, data: Any = None, *, repo: Any,
     result = RunResult(run=run)
     position = 0
     try:
-        with _engine(engine, repository, strategy) as running:
+        with _engine(engine, repository, strategy, address) as running:
             running.prepare([step.source for step in config.steps])
             for position, step in enumerate(config.steps):
                 started = time.perf_counter()
@@ -186,7 +189,16 @@ class _Borrowed:
         pass
 
 
-def _engine(engine: Any, repo: Any, strategy: Optional[str]) -> Any:
+def _engine(engine: Any, repo: Any, strategy: Optional[str], address: Optional[str] = None) -> Any:
+    """An engine to enter: the caller's own (borrowed), or a new one named ``engine``
+    (default: the repository's ``engine.name``) with its configured address."""
     if isinstance(engine, Engine):
         return _Borrowed(engine)
-    return get_engine(engine or "local", repo, strategy=strategy)
+    config = repo.config
+    name = engine or config.engine
+    options: Dict[str, Any] = {}
+    if name == "dask":
+        address = address or (config.engine_address if config.engine == "dask" else None)
+        if address:
+            options["address"] = address
+    return get_engine(name, repo, strategy=strategy, **options)
