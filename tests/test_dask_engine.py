@@ -282,6 +282,19 @@ def test_unpinned_steps_are_refused_before_anything_is_submitted(project, engine
         engine.prepare([Source.parse("steps.scale.step.Scale")])
 
 
+def test_a_step_importing_modules_outside_its_directory_is_refused_before_submitting(project, engine):
+    from zgit.errors import SourceError
+
+    project.write("common/__init__.py", "")
+    project.write("common/util.py", "OFFSET = 1\n")
+    project.write("steps/scale/step.py", "from common.util import OFFSET\n" + STEP.format(bump=7))
+    sha = project.commit("outside import")
+    key = f"steps.scale@{sha}"
+    with pytest.raises(SourceError, match=r"common\.util \(common/util\.py, imported at steps/scale/step\.py:1\)"):
+        engine.prepare([source("Scale", sha)])
+    assert all(missing == [key] for missing in engine.client.run(missing_pins, [key]).values())
+
+
 def _pipeline(project):
     sys.path.insert(0, str(project.path))
     for name in [n for n in sys.modules if n == "steps" or n.startswith("steps.")]:
@@ -366,3 +379,30 @@ def test_without_an_address_a_local_cluster_is_started_for_the_run_and_shut_down
         time.sleep(0.2)
     assert {pid: cmd for pid, cmd in children().items() if pid not in before} == {}
     assert isinstance(get_engine("dask", Repository(project.path)), DaskEngine)
+
+
+@pytest.mark.slow
+def test_a_worker_that_cannot_install_a_bundle_leaves_the_cluster_saying_why(project, tmp_path_factory):
+    import dataclasses
+
+    from distributed import Client
+
+    from zgit import BundleError
+    from zgit.engines.bundle import build_for_source
+    from zgit.engines.dask import BundlePlugin
+
+    bundle = build_for_source(Repository(project.path), source("Scale", project.first))
+    files = tuple(dataclasses.replace(f, data=b"import os\n") if f.path == "step.py" else f for f in bundle.files)
+    tampered = dataclasses.replace(bundle, files=files).to_bytes()
+    own = Cluster(tmp_path_factory.mktemp("dask-tampered"))
+    try:
+        worker = own.add_worker()
+        with Client(own.address, timeout=60, set_as_default=False) as client:
+            client.wait_for_workers(1, timeout=60)
+            with pytest.raises(BundleError, match=bundle.key):
+                client.register_plugin(BundlePlugin(bundle.key, tampered))
+            worker.wait(timeout=60)  # it left the cluster
+        log = next(own.home.glob("worker-*.log")).read_text(errors="replace")
+        assert f"cannot install code bundle {bundle.key}" in log
+    finally:
+        own.close()

@@ -99,6 +99,24 @@ def run_step(source: str, pinned_module: Optional[str], keys: Tuple[str, ...], p
     return pickle.dumps(cls(**args).run(data), protocol=pickle.HIGHEST_PROTOCOL)
 
 
+def _refuse_outside_imports(repository: Any, source: Source, module_dir: str) -> None:
+    """A bundle carries one module directory: :class:`SourceError` naming the repository
+    modules outside it that its code imports (the audit's ``outside-import``), before
+    anything is submitted, rather than an ImportError on a worker mid-run."""
+    from zgit.audit import _RepoChecker
+
+    outside = _RepoChecker(repository).outside_files(source.sha, module_dir)
+    if outside:
+        names = "; ".join(f"{module} ({file}, imported at {', '.join(places)})"
+                          for module, (file, places) in sorted(outside.items()))
+        raise SourceError(
+            f"step source {source}: its module directory {module_dir!r} imports repository modules "
+            f"outside it, which its code bundle cannot carry to Dask workers: {names}. Move them into "
+            "the module directory (or into an installed package, the same version on every worker), "
+            "commit, and run again; or run with the local engine"
+        )
+
+
 class DaskEngine(Engine):
     """Executes each step as a task on a Dask distributed cluster.
 
@@ -157,7 +175,8 @@ class DaskEngine(Engine):
     def prepare(self, sources: Sequence[Source]) -> None:
         """Build the bundles of the git pins among ``sources``, ship them to every worker
         (now and later), and check every worker has them.  :class:`SourceError` for an
-        unpinned source (its code cannot travel); :class:`SourceNotFoundError` naming a
+        unpinned source, or one whose code imports repository modules outside its module
+        directory (its code cannot travel); :class:`SourceNotFoundError` naming a
         pin a worker lacks; :class:`BundleError` when a worker rejects a bundle."""
         from zgit.loader import importer
 
@@ -178,6 +197,7 @@ class DaskEngine(Engine):
             if source.kind != "git" or text in self._pins:
                 continue
             location = locate(repository, source)
+            _refuse_outside_imports(repository, source, location.module_dir)
             key = f"{location.package}@{source.sha}"
             self._pins[text] = (location.pinned_name(source.sha), key)
             if key in self._shipped:
