@@ -46,7 +46,10 @@ What is measured (issues 2, 3, 5 and 7):
   runs`` (a fresh process) over a store of 10,000 runs.
 * **dask** (issue 13): building the code bundle of a 10-file module directory at a pin
   from git's objects (a freshly opened repository each time: nothing cached), and
-  verifying it with hashlib (``dask.bundle_build_ms``, ``dask.bundle_verify_ms``).
+  verifying it with hashlib (``dask.bundle_build_ms``, ``dask.bundle_verify_ms``); with
+  the ``dask`` extra, a pinned step executed by the dask engine on a local cluster
+  against a trivial task (``operator.add``) on the same running cluster
+  (``dask.step_roundtrip_ratio``).
 
 Machines are shared and noisy: every figure is a median over repeats, the contenders of
 one comparison run interleaved (round-robin, rotating order, repeats spread evenly) after
@@ -1227,6 +1230,8 @@ def bench_dask(base: Path, quick: bool) -> dict:
     for i in range(9):
         (module / f"m{i}.py").write_text(f'"""Module {i}."""\n' + "".join(
             f"def f{j}(x):\n    return x + {i * 100 + j}\n\n" for j in range(40)))
+    with open(module / "m0.py", "a") as handle:
+        handle.write(_DASK_STEP)
     env = git_env()
     for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-qm", "pkg"]):
         subprocess.run(["git", *args], cwd=root, env=env, check=True, capture_output=True)
@@ -1243,11 +1248,66 @@ def bench_dask(base: Path, quick: bool) -> dict:
 
     repeats = 20 if quick else 200
     times = interleave([Contender("build", build_once, repeats), Contender("verify", verify_once, repeats)])
-    return {
+    figures = {
         "bundle_files": len(verify_bytes(data).files),
         "bundle_bytes": len(data),
         "bundle_build_ms": median(times["build"]) * 1000,
         "bundle_verify_ms": median(times["verify"]) * 1000,
+    }
+    try:
+        import distributed  # noqa: F401  (the dask extra)
+    except ImportError:
+        figures["step_roundtrip"] = "not available (pip install 'zgit[dask]')"
+        return figures
+    figures.update(_bench_dask_roundtrip(root, sha, quick))
+    return figures
+
+
+_DASK_STEP = '''
+from zgit import BaseStep
+
+
+class Add(BaseStep):
+    def __init__(self, n=1):
+        self.n = n
+
+    def run(self, data):
+        return data + self.n
+'''
+
+
+def _bench_dask_roundtrip(root: Path, sha: str, quick: bool) -> dict:
+    """A pinned step executed by the dask engine against a trivial task (``operator.add``)
+    submitted and gathered on the same running local cluster (2 worker processes)."""
+    import operator
+
+    from zgit import Repository
+    from zgit.engines import StepCall
+    from zgit.engines.dask import DaskEngine
+    from zgit.source import Source
+
+    source = Source.parse(f"pkg.mod.m0.Add@{sha}")
+    started = time.perf_counter()
+    with DaskEngine(Repository(root), n_workers=2) as engine:
+        engine.prepare([source])
+        client = engine.client
+        ready_s = time.perf_counter() - started
+
+        def step() -> float:
+            return timed(lambda: engine.execute(StepCall("add", source, {"n": 1}), 1))
+
+        def trivial() -> float:
+            return timed(lambda: client.submit(operator.add, 1, 1, pure=False).result())
+
+        repeats = 30 if quick else 300
+        times = interleave([Contender("step", step, repeats, warmup=3),
+                            Contender("trivial", trivial, repeats, warmup=3)])
+    _drop_modules("pkg")
+    return {
+        "step_roundtrip_ms": median(times["step"]) * 1000,
+        "trivial_task_ms": median(times["trivial"]) * 1000,
+        "step_roundtrip_ratio": _ratio(median(times["step"]), median(times["trivial"])),
+        "cluster_ready_s": ready_s,
     }
 
 
@@ -1354,6 +1414,9 @@ def targets(results: dict) -> Dict[str, dict]:
     if isinstance(dask, dict):
         add(f"dask: bundle build, {dask['bundle_files']} files (ms)", dask.get("bundle_build_ms"), "<=", 5)
         add("dask: bundle verify (ms)", dask.get("bundle_verify_ms"), "<=", 3)
+        if "step_roundtrip_ratio" in dask:
+            add("dask: pinned step / trivial task round trip", dask["step_roundtrip_ratio"], "<=", 2.0,
+                f"{dask['step_roundtrip_ms']:.2f} ms against {dask['trivial_task_ms']:.2f} ms")
     return out
 
 
@@ -1461,6 +1524,10 @@ def render(results: dict) -> str:
         lines += ["", f"Code bundles ({dask['bundle_files']}-file module directory, {dask['bundle_bytes']} bytes; medians)",
                   f"  {'build from git objects (fresh repository)':<48} {ms(dask['bundle_build_ms']):>10}",
                   f"  {'verify with hashlib':<48} {ms(dask['bundle_verify_ms']):>10}"]
+        if "step_roundtrip_ms" in dask:
+            lines += [f"  {'pinned step on a local cluster (dask engine)':<48} {ms(dask['step_roundtrip_ms']):>10}",
+                      f"  {'trivial task on the same cluster':<48} {ms(dask['trivial_task_ms']):>10}",
+                      f"  {'starting the cluster and shipping the pin (s)':<48} {dask['cluster_ready_s']:>10.2f}"]
     lines += ["", "Targets"]
     for name, t in results["targets"].items():
         verdict = "n/a" if t["met"] is None else "MET" if t["met"] else "NOT MET"

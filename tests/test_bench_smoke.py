@@ -54,6 +54,8 @@ def test_bench_quick_writes_every_key(tmp_path):
     dask = figures["dask"]
     assert dask["bundle_files"] == 10
     assert dask["bundle_build_ms"] > 0 and dask["bundle_verify_ms"] > 0
+    if "step_roundtrip_ratio" in dask:  # measured with the dask extra installed
+        assert dask["step_roundtrip_ratio"] > 0 and dask["trivial_task_ms"] > 0
     assert figures["targets"]
     for target in figures["targets"].values():
         assert target["met"] in (True, False, None)
