@@ -406,3 +406,59 @@ def test_a_worker_that_cannot_install_a_bundle_leaves_the_cluster_saying_why(pro
         assert f"cannot install code bundle {bundle.key}" in log
     finally:
         own.close()
+
+
+# -- sweeps ------------------------------------------------------------------------------------
+
+
+def _sweep_pipeline(project):
+    working = _pipeline(project) and importlib.import_module("steps.scale.step")
+    pipeline = Pipeline("sweep")
+    pipeline.add_step("prep", working.Scale(factor=2))
+    pipeline.add_step("train", working.Scale(factor=1))
+    pipeline.save(project.path)
+    return pipeline
+
+
+def _runs(repository, pipeline):
+    return [repository.get_run(r.id) for r in repository.runs(pipeline)]
+
+
+def test_a_sweep_on_dask_runs_every_variant_as_its_own_run_and_the_shared_step_once(project, cluster):
+    _sweep_pipeline(project)
+    result = zgit_cli("run", "sweep", "--engine", "dask", "--address", cluster.address,
+                      "--set", "train.factor=10,20,40", cwd=project.path, timeout=120)
+    assert result.returncode == 0, str(result)
+    assert sorted(line.split("]")[0] for line in result.stdout.splitlines()) == [
+        "[train.factor=10", "[train.factor=20", "[train.factor=40"]
+    runs = _runs(Repository(project.path), "sweep")
+    assert len(runs) == 3 and all(r.status == "completed" for r in runs)
+    assert sorted(r.steps[1].args["factor"] for r in runs) == [10, 20, 40]
+    prep = [r.steps[0] for r in runs]
+    assert sum(not s.cached for s in prep) == 1 and len({s.output_digest for s in prep}) == 1
+    assert all(not r.steps[1].cached for r in runs)
+
+
+def test_sweep_values_combine_and_bad_assignments_name_the_problem(project):
+    from zgit.errors import ConfigError
+    from zgit.runs.sweep import parse_assignment, run_sweep, variants
+
+    _sweep_pipeline(project)
+    repository = Repository(project.path)
+    config = repository.get_pipeline_config("sweep")
+    assignments = [parse_assignment("prep.factor=1,2"), parse_assignment("train.factor=0.5, 3")]
+    assert assignments[1].values == (0.5, 3)
+    labels = [label for label, _ in variants(config, assignments)]
+    assert labels == ["prep.factor=1 train.factor=0.5", "prep.factor=1 train.factor=3",
+                      "prep.factor=2 train.factor=0.5", "prep.factor=2 train.factor=3"]
+    results = run_sweep(config, assignments, repo=repository, engine="local")
+    # prep: x * factor + 100 of [1, 2, 3]; train: the same of prep's output
+    assert [r.outputs["train"] for _, r in results] == [[150.5, 151.0, 151.5], [403, 406, 409],
+                                                         [151.0, 152.0, 153.0], [406, 412, 418]]
+    for bad, match in [("train=1", "STEP.ARG=VALUE"), ("nostep.factor=1", "no step 'nostep'"),
+                       ("train.nothing=1", "no argument 'nothing'"), ("train.factor=", "STEP.ARG=VALUE"),
+                       ("train.factor=[1]", "not a scalar"), ("train.factor=[1,2", "not valid YAML")]:
+        with pytest.raises(ConfigError, match=match):
+            variants(config, [parse_assignment(bad)])
+    result = zgit_cli("run", "sweep", "--set", "train.nothing=1", cwd=project.path)
+    assert result.returncode == 1 and "no argument 'nothing'" in result.stderr, str(result)

@@ -3,6 +3,7 @@ run in the store and reusing cached step outputs."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import platform
@@ -11,7 +12,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 from zgit import yamlio
 from zgit._version import __version__
@@ -107,28 +108,31 @@ def run_config(config: PipelineConfig, data: Any = None, *, repo: Any,
                 identity = keys.code_identity(step.source, repository, store)
                 use_cache = not no_cache and switches.get(step.name, True)
                 key = keys.cache_key(step.source, identity, step.args, input_digest)
-                hit = _cached(store, key) if use_cache and key is not None else None
-                if hit is not None:
-                    output, output_digest, from_run = hit
-                    store.add_step(run.id, StepRecord(
-                        position, step.name, str(step.source), identity, dict(step.args), input_digest,
-                        output_digest, key, from_run, time.perf_counter() - started))
-                    result.cached.append(step.name)
-                    outcome = "cached"
-                else:
-                    try:
-                        output = running.execute(StepCall(step.name, step.source, dict(step.args)), data)
-                    except BaseException as exc:
+                # Variants of a sweep running at once share leading steps: one computes a
+                # key while the others wait, then find it in the cache.
+                with _one_at_a_time(key if use_cache else None):
+                    hit = _cached(store, key) if use_cache and key is not None else None
+                    if hit is not None:
+                        output, output_digest, from_run = hit
                         store.add_step(run.id, StepRecord(
                             position, step.name, str(step.source), identity, dict(step.args), input_digest,
-                            None, key, None, time.perf_counter() - started, _describe(exc)))
-                        raise
-                    output_digest = _put(store, output, f"the output of step {step.name!r}")
-                    store.add_step(run.id, StepRecord(
-                        position, step.name, str(step.source), identity, dict(step.args), input_digest,
-                        output_digest, key if use_cache else None, None, time.perf_counter() - started))
-                    result.executed.append(step.name)
-                    outcome = "ran"
+                            output_digest, key, from_run, time.perf_counter() - started))
+                        result.cached.append(step.name)
+                        outcome = "cached"
+                    else:
+                        try:
+                            output = running.execute(StepCall(step.name, step.source, dict(step.args)), data)
+                        except BaseException as exc:
+                            store.add_step(run.id, StepRecord(
+                                position, step.name, str(step.source), identity, dict(step.args), input_digest,
+                                None, key, None, time.perf_counter() - started, _describe(exc)))
+                            raise
+                        output_digest = _put(store, output, f"the output of step {step.name!r}")
+                        store.add_step(run.id, StepRecord(
+                            position, step.name, str(step.source), identity, dict(step.args), input_digest,
+                            output_digest, key if use_cache else None, None, time.perf_counter() - started))
+                        result.executed.append(step.name)
+                        outcome = "ran"
                 result.outputs[step.name] = output
                 data, input_digest = output, output_digest
                 if progress is not None:
@@ -139,6 +143,29 @@ def run_config(config: PipelineConfig, data: Any = None, *, repo: Any,
     store.finish_run(run.id, "completed")
     result.run = store.get_run(run.id)
     return result
+
+
+_computing: Dict[str, List[Any]] = {}  # cache key -> [lock, users]
+_computing_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _one_at_a_time(key: Optional[str]) -> Iterator[None]:
+    """Hold the lock of cache key ``key`` in this process (None: no lock)."""
+    if key is None:
+        yield
+        return
+    with _computing_lock:
+        entry = _computing.setdefault(key, [threading.Lock(), 0])
+        entry[1] += 1
+    try:
+        with entry[0]:
+            yield
+    finally:
+        with _computing_lock:
+            entry[1] -= 1
+            if not entry[1]:
+                _computing.pop(key, None)
 
 
 def _put(store: RunStore, obj: Any, what: str) -> Optional[str]:
