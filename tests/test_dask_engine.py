@@ -75,8 +75,10 @@ class Probe(BaseStep):
             plain = "imported"
         except ImportError as exc:
             plain = type(exc).__name__
+        from importlib.resources import files
         return {{"cwd": os.getcwd(), "repository": found, "plain_import": plain,
-                "file": __file__, "name": __name__, "source": Scale.__zgit_source__}}
+                "file": __file__, "name": __name__, "source": Scale.__zgit_source__,
+                "resource": files(__package__).joinpath("model.py").read_text()}}
 '''
 
 MODEL = '''\
@@ -209,6 +211,7 @@ def test_a_task_runs_from_the_bundle_without_repository_or_package(project, engi
     assert got["name"] == f"steps.scale@{project.first}.step"
     assert got["file"].startswith("<zgit-bundle>/steps/scale@" + project.first)
     assert got["source"] == f"steps.scale.step.Scale@{project.first}"  # resolve_source on the worker
+    assert got["resource"] == MODEL  # importlib.resources reads the bundle
 
 
 def test_two_shas_of_one_step_run_on_one_worker_at_once_and_differ(project, engine):
@@ -462,3 +465,16 @@ def test_sweep_values_combine_and_bad_assignments_name_the_problem(project):
             variants(config, [parse_assignment(bad)])
     result = zgit_cli("run", "sweep", "--set", "train.nothing=1", cwd=project.path)
     assert result.returncode == 1 and "no argument 'nothing'" in result.stderr, str(result)
+
+
+@pytest.mark.slow
+def test_a_cluster_without_workers_fails_within_the_timeout_naming_the_pins(project, tmp_path_factory):
+    own = Cluster(tmp_path_factory.mktemp("dask-empty"))
+    try:
+        with DaskEngine(Repository(project.path), address=own.address, timeout=3) as engine:
+            started = time.monotonic()
+            with pytest.raises(SourceNotFoundError, match=f"no Dask worker joined.*steps.scale@{project.first}"):
+                engine.prepare([source("Scale", project.first)])
+            assert time.monotonic() - started < 60
+    finally:
+        own.close()
