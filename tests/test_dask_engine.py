@@ -63,6 +63,7 @@ class Whoami(BaseStep):
 class Probe(BaseStep):
     def run(self, data):
         import importlib
+        from zgit import resolve_source
         from zgit.errors import NotARepositoryError
         from zgit.gitrepo import open_repo
 
@@ -77,7 +78,7 @@ class Probe(BaseStep):
             plain = type(exc).__name__
         from importlib.resources import files
         return {{"cwd": os.getcwd(), "repository": found, "plain_import": plain,
-                "file": __file__, "name": __name__, "source": Scale.__zgit_source__,
+                "file": __file__, "name": __name__, "source": str(resolve_source(Scale)),
                 "resource": files(__package__).joinpath("model.py").read_text()}}
 '''
 

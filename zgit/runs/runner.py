@@ -225,7 +225,7 @@ def _engine(engine: Any, repo: Any, strategy: Optional[str], address: Optional[s
     name = engine or config.engine
     options: Dict[str, Any] = {}
     if name == "dask":
-        address = address or (config.engine_address if config.engine == "dask" else None)
+        address = address or config.engine_address
         if address:
             options["address"] = address
     return get_engine(name, repo, strategy=strategy, **options)
