@@ -164,7 +164,19 @@ def test_missing_module_directory_is_a_bundle_error(project):
         build(git, project.first, "steps/nowhere", "steps.nowhere")
 
 
-def test_installed_bundle_imports_from_its_bytes_outside_any_repository(project, tmp_path, monkeypatch):
+@pytest.fixture
+def no_steps_package(monkeypatch):
+    """No ``steps`` package imported, before and after (install() creates one: an empty
+    namespace package that later tests must not find)."""
+    for name in [n for n in sys.modules if n == "steps" or n.startswith("steps.")]:
+        monkeypatch.delitem(sys.modules, name)
+    yield
+    for name in [n for n in sys.modules if n == "steps" or n.startswith("steps.")]:
+        del sys.modules[name]
+
+
+def test_installed_bundle_imports_from_its_bytes_outside_any_repository(project, tmp_path, monkeypatch,
+                                                                        no_steps_package):
     import zgit.loader
 
     data = _bundle(project).to_bytes()
@@ -172,8 +184,6 @@ def test_installed_bundle_imports_from_its_bytes_outside_any_repository(project,
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
-    for name in [n for n in sys.modules if n == "steps" or n.startswith("steps.")]:
-        monkeypatch.delitem(sys.modules, name)
     with pytest.raises(ImportError):
         importlib.import_module("steps.scale")
     assert install(data) is True
@@ -188,7 +198,7 @@ def test_installed_bundle_imports_from_its_bytes_outside_any_repository(project,
         importlib.import_module("steps.scale")
 
 
-def test_unverified_bundle_is_never_installed(project, tmp_path, monkeypatch):
+def test_unverified_bundle_is_never_installed(project, no_steps_package):
     import zgit.loader
 
     zgit.loader.forget_loaded()
