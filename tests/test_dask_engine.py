@@ -60,6 +60,15 @@ class Whoami(BaseStep):
         return {{"bump": BUMP, "pid": os.getpid()}}
 
 
+class StepFailed(Exception):
+    pass
+
+
+class Boom(BaseStep):
+    def run(self, data):
+        raise StepFailed(f"boom {{BUMP}}")
+
+
 class Probe(BaseStep):
     def run(self, data):
         import importlib
@@ -277,6 +286,16 @@ def test_a_missing_pin_fails_within_bounded_time_naming_it(project, engine):
     with pytest.raises(SourceNotFoundError, match=missing):
         future.result(timeout=60)
     assert time.monotonic() - started < 60
+
+
+def test_a_steps_own_exception_comes_back_as_the_drivers_pinned_class(project, engine):
+    from zgit import load_source
+
+    boom = source("Boom", project.first)
+    engine.prepare([boom])
+    with pytest.raises(Exception, match="boom 0") as caught:
+        engine.execute(StepCall("boom", boom), None)
+    assert type(caught.value) is load_source(f"steps.scale.step.StepFailed@{project.first}")
 
 
 def test_unpinned_steps_are_refused_before_anything_is_submitted(project, engine):
