@@ -485,6 +485,8 @@ def test_sweep_values_combine_and_bad_assignments_name_the_problem(project):
             variants(config, [parse_assignment(bad)])
     result = zgit_cli("run", "sweep", "--set", "train.nothing=1", cwd=project.path)
     assert result.returncode == 1 and "no argument 'nothing'" in result.stderr, str(result)
+    result = zgit_cli("run", "sweep", "--address", "tcp://127.0.0.1:1", cwd=project.path)
+    assert result.returncode == 2 and "--engine dask" in result.stderr, str(result)
 
 
 @pytest.mark.slow

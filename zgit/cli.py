@@ -675,6 +675,8 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
     from zgit.runs.runner import run_config
 
     repository = _repository()
+    if args.address and (args.engine or repository.config.engine) != "dask":
+        raise UsageError("--address names a Dask scheduler: use it with --engine dask", "zgit run")
     config = repository.get_pipeline_config(args.name)
 
     def progress(step: str, outcome: str, seconds: float) -> None:
