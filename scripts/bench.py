@@ -51,6 +51,12 @@ What is measured (issues 2, 3, 5, 7 and 11):
   (one cached step: key, lookup, digest-checked read); reading a 100 MB numpy array
   artifact against reading the same bytes from a plain file (10 MB in --quick); ``zgit
   runs`` (a fresh process) over a store of 10,000 runs.
+* **dask** (issue 13): building the code bundle of a 10-file module directory at a pin
+  from git's objects (a freshly opened repository each time: nothing cached), and
+  verifying it with hashlib (``dask.bundle_build_ms``, ``dask.bundle_verify_ms``); with
+  the ``dask`` extra, a pinned step executed by the dask engine on a local cluster
+  against a trivial task (``operator.add``) on the same running cluster
+  (``dask.step_roundtrip_ratio``).
 
 Machines are shared and noisy: every figure is a median over repeats, the contenders of
 one comparison run interleaved (round-robin, rotating order, repeats spread evenly) after
@@ -1409,6 +1415,101 @@ def _bench_runs_in(root: Path, quick: bool) -> dict:
     }
 
 
+def bench_dask(base: Path, quick: bool) -> dict:
+    """The code bundle figures (keys ``dask.*`` of issue 13)."""
+    from fixtures.builder import git_env
+    from zgit.engines.bundle import build as build_bundle, verify_bytes
+    from zgit.gitrepo import GitRepo
+
+    root = base / "dask-project"
+    module = root / "pkg" / "mod"
+    module.mkdir(parents=True)
+    (root / "pkg" / "__init__.py").write_text("")
+    (module / "__init__.py").write_text("")
+    for i in range(9):
+        (module / f"m{i}.py").write_text(f'"""Module {i}."""\n' + "".join(
+            f"def f{j}(x):\n    return x + {i * 100 + j}\n\n" for j in range(40)))
+    with open(module / "m0.py", "a") as handle:
+        handle.write(_DASK_STEP)
+    env = git_env()
+    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-qm", "pkg"]):
+        subprocess.run(["git", *args], cwd=root, env=env, check=True, capture_output=True)
+    sha = git(root, "rev-parse", "HEAD").strip()
+    git_dir = str(root / ".git")
+    data = build_bundle(GitRepo(git_dir), sha, MODULE_DIR, "pkg.mod").to_bytes()
+
+    def build_once() -> float:
+        fresh = GitRepo(git_dir)  # opened untimed; its caches are empty
+        return timed(lambda: build_bundle(fresh, sha, MODULE_DIR, "pkg.mod"))
+
+    def verify_once() -> float:
+        return timed(lambda: verify_bytes(data))
+
+    repeats = 20 if quick else 200
+    times = interleave([Contender("build", build_once, repeats), Contender("verify", verify_once, repeats)])
+    figures = {
+        "bundle_files": len(verify_bytes(data).files),
+        "bundle_bytes": len(data),
+        "bundle_build_ms": median(times["build"]) * 1000,
+        "bundle_verify_ms": median(times["verify"]) * 1000,
+    }
+    try:
+        import distributed  # noqa: F401  (the dask extra)
+    except ImportError:
+        figures["step_roundtrip"] = "not available (pip install 'zgit[dask]')"
+        return figures
+    figures.update(_bench_dask_roundtrip(root, sha, quick))
+    return figures
+
+
+_DASK_STEP = '''
+from zgit import BaseStep
+
+
+class Add(BaseStep):
+    def __init__(self, n=1):
+        self.n = n
+
+    def run(self, data):
+        return data + self.n
+'''
+
+
+def _bench_dask_roundtrip(root: Path, sha: str, quick: bool) -> dict:
+    """A pinned step executed by the dask engine against a trivial task (``operator.add``)
+    submitted and gathered on the same running local cluster (2 worker processes)."""
+    import operator
+
+    from zgit import Repository
+    from zgit.engines import StepCall
+    from zgit.engines.dask import DaskEngine
+    from zgit.source import Source
+
+    source = Source.parse(f"pkg.mod.m0.Add@{sha}")
+    started = time.perf_counter()
+    with DaskEngine(Repository(root), n_workers=2) as engine:
+        engine.prepare([source])
+        client = engine.client
+        ready_s = time.perf_counter() - started
+
+        def step() -> float:
+            return timed(lambda: engine.execute(StepCall("add", source, {"n": 1}), 1))
+
+        def trivial() -> float:
+            return timed(lambda: client.submit(operator.add, 1, 1, pure=False).result())
+
+        repeats = 30 if quick else 300
+        times = interleave([Contender("step", step, repeats, warmup=3),
+                            Contender("trivial", trivial, repeats, warmup=3)])
+    _drop_modules("pkg")
+    return {
+        "step_roundtrip_ms": median(times["step"]) * 1000,
+        "trivial_task_ms": median(times["trivial"]) * 1000,
+        "step_roundtrip_ratio": _ratio(median(times["step"]), median(times["trivial"])),
+        "cluster_ready_s": ready_s,
+    }
+
+
 # -- profiles --------------------------------------------------------------------------
 
 
@@ -1524,6 +1625,13 @@ def targets(results: dict) -> Dict[str, dict]:
                               ("audit", "zgit audit (1 pipeline)", 4.0)):
         add(f"startup: {label} / python -c pass", startup.get(f"{key}_ratio"), "<=", bound,
             f"in CPU time {startup_cpu[key]:.2f}" if key in startup_cpu else "")
+    dask = results.get("dask")
+    if isinstance(dask, dict):
+        add(f"dask: bundle build, {dask['bundle_files']} files (ms)", dask.get("bundle_build_ms"), "<=", 5)
+        add("dask: bundle verify (ms)", dask.get("bundle_verify_ms"), "<=", 3)
+        if "step_roundtrip_ratio" in dask:
+            add("dask: pinned step / trivial task round trip", dask["step_roundtrip_ratio"], "<=", 2.0,
+                f"{dask['step_roundtrip_ms']:.2f} ms against {dask['trivial_task_ms']:.2f} ms")
     return out
 
 
@@ -1660,6 +1768,15 @@ def render(results: dict) -> str:
                   f"  {'  its CPU time':<48} {ms(runs['list_10k_cpu_ms']):>10}",
                   f"  {'  of which starting Python and zgit':<48} {ms(runs['list_10k_startup_ms']):>10}",
                   f"  {'  list_runs() in process':<48} {ms(runs['list_10k_in_process_ms']):>10}"]
+    dask = results.get("dask")
+    if isinstance(dask, dict):
+        lines += ["", f"Code bundles ({dask['bundle_files']}-file module directory, {dask['bundle_bytes']} bytes; medians)",
+                  f"  {'build from git objects (fresh repository)':<48} {ms(dask['bundle_build_ms']):>10}",
+                  f"  {'verify with hashlib':<48} {ms(dask['bundle_verify_ms']):>10}"]
+        if "step_roundtrip_ms" in dask:
+            lines += [f"  {'pinned step on a local cluster (dask engine)':<48} {ms(dask['step_roundtrip_ms']):>10}",
+                      f"  {'trivial task on the same cluster':<48} {ms(dask['trivial_task_ms']):>10}",
+                      f"  {'starting the cluster and shipping the pin (s)':<48} {dask['cluster_ready_s']:>10.2f}"]
     lines += ["", "Targets"]
     for name, t in results["targets"].items():
         verdict = "n/a" if t["met"] is None else "MET" if t["met"] else "NOT MET"
@@ -1691,7 +1808,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--profile", action="store_true", help="cProfile zgit's hot paths and print the top entries")
     parser.add_argument("--sizes", help="comma-separated repository sizes for the pin check (default 1000,20000,100000)")
     parser.add_argument("--tmpdir", help="where the generated pin-check repositories go (default /dev/shm when it has room)")
-    parser.add_argument("--skip", default="", help="comma-separated sections to skip: pin_check,load,hook,startup,audit,memory,runs")
+    parser.add_argument("--skip", default="", help="comma-separated sections to skip: pin_check,load,hook,startup,audit,memory,runs,dask")
     args = parser.parse_args(argv)
 
     sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else ([1000] if args.quick else [1000, 20000, 100000])
@@ -1755,6 +1872,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 results["runs"] = bench_runs(Path(small), args.quick)
                 log(f"[runs] step {results['runs']['step_overhead_ms']:.2f} ms, "
                     f"hit {results['runs']['cache_hit_ms']:.2f} ms")
+        if "dask" not in skip:
+            results["dask"] = bench_dask(Path(small), args.quick)
+            log(f"[dask] bundle build {results['dask']['bundle_build_ms']:.2f} ms, "
+                f"verify {results['dask']['bundle_verify_ms']:.2f} ms")
     results["targets"] = targets(results)
     results["meta"]["seconds"] = round(time.perf_counter() - started, 1)
     print(render(results))

@@ -57,6 +57,11 @@ def test_bench_quick_writes_every_key(tmp_path):
     if isinstance(runs, dict):
         for key in ("step_overhead_ms", "cache_hit_ms", "artifact_read_ratio", "list_10k_ms"):
             assert runs[key] > 0
+    dask = figures["dask"]
+    assert dask["bundle_files"] == 10
+    assert dask["bundle_build_ms"] > 0 and dask["bundle_verify_ms"] > 0
+    if "step_roundtrip_ratio" in dask:  # measured with the dask extra installed
+        assert dask["step_roundtrip_ratio"] > 0 and dask["trivial_task_ms"] > 0
     assert figures["targets"]
     for target in figures["targets"].values():
         assert target["met"] in (True, False, None)

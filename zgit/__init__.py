@@ -22,6 +22,7 @@ from zgit import _hook  # noqa: E402
 from zgit._version import __version__  # noqa: E402
 from zgit.errors import (
     ArtifactError,
+    BundleError,
     ConfigError,
     CorruptArtifactError,
     DirtyModuleError,
@@ -64,6 +65,7 @@ if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
 __all__ = [
     "__version__",
     "ArtifactError",
+    "BundleError",
     "BaseStep",
     "ConfigError",
     "CorruptArtifactError",

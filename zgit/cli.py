@@ -603,11 +603,21 @@ def _add_run_commands(sub: Any) -> None:
              "exit status: 0 the run completed, 1 a step failed (the run is recorded as\n"
              "failed), 2 usage error.",
              "zgit run 'My Awesome Pipeline'\n"
-             "zgit run 'My Awesome Pipeline' --no-cache --strategy memory")
+             "zgit run 'My Awesome Pipeline' --no-cache --strategy memory\n"
+             "zgit run 'My Awesome Pipeline' --engine dask --address tcp://10.0.0.5:8786\n"
+             "zgit run 'My Awesome Pipeline' --engine dask --set training.epochs=10,20,40")
     p.add_argument("name", metavar="NAME", help="the pipeline's name (zgit pipelines lists them)")
     p.add_argument("--no-cache", action="store_true", help="execute every step (also: ZGIT_DISABLE_CACHE=1)")
     p.add_argument("--strategy", choices=("checkout", "memory"), default=None,
                    help="how to load git pins (default: the repository's loader.strategy)")
+    p.add_argument("--engine", choices=("local", "dask"), default=None,
+                   help="where steps execute (default: the repository's engine.name, else local)")
+    p.add_argument("--address", metavar="URL", default=None,
+                   help="the Dask scheduler for --engine dask, e.g. tcp://host:8786 (default: "
+                        "engine.address; none: a local cluster for this run)")
+    p.add_argument("--set", action="append", default=[], metavar="STEP.ARG=V1,V2",
+                   help="a sweep: run once per value of the step's argument (repeat for every "
+                        "combination), each recorded as its own run; at once on --engine dask")
     p.set_defaults(func=cmd_run)
 
     p = _sub(sub, "runs", "list recorded runs, or show one",
@@ -669,17 +679,22 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
     from zgit.runs.runner import run_config
 
     repository = _repository()
+    if args.address and (args.engine or repository.config.engine) != "dask":
+        raise UsageError("--address names a Dask scheduler: use it with --engine dask", "zgit run")
     config = repository.get_pipeline_config(args.name)
 
     def progress(step: str, outcome: str, seconds: float) -> None:
         print(f"{step}: {outcome} in {seconds * 1000:.1f} ms", file=sys.stderr, flush=True)
 
     switches = {step.name: not args.no_cache for step in config.steps}
+    if args.set:
+        return _run_sweep(args, repository, config, switches, out)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
             result = run_config(config, None, repo=repository, enable_cache=switches,
-                                strategy=args.strategy, progress=progress)
+                                strategy=args.strategy, progress=progress, engine=args.engine,
+                                address=args.address)
         except Exception as exc:
             from zgit.errors import ZgitError
 
@@ -699,6 +714,33 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
     run = result.run
     out.write(f"run {run.id} completed: {len(result.executed)} executed, {len(result.cached)} cached\n")
     return EXIT_OK
+
+
+def _run_sweep(args: argparse.Namespace, repository: Any, config: Any, switches: Any, out: TextIO) -> int:
+    from zgit.runs.sweep import parse_assignment, run_sweep
+
+    assignments = [parse_assignment(text) for text in args.set]
+
+    def progress(label: str, step: str, outcome: str, seconds: float) -> None:
+        print(f"[{label}] {step}: {outcome} in {seconds * 1000:.1f} ms", file=sys.stderr, flush=True)
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            results = run_sweep(config, assignments, repo=repository, engine=args.engine, address=args.address,
+                                strategy=args.strategy, enable_cache=switches, progress=progress)
+        finally:
+            _print_warnings(caught)
+    failed = 0
+    for label, result in results:
+        if isinstance(result, BaseException):
+            failed += 1
+            print(f"zgit: error: [{label}] {type(result).__name__}: {result}", file=sys.stderr)
+            out.write(f"[{label}] failed\n")
+        else:
+            out.write(f"[{label}] run {result.run.id} completed: {len(result.executed)} executed, "
+                      f"{len(result.cached)} cached\n")
+    return EXIT_FAIL if failed else EXIT_OK
 
 
 def cmd_runs(args: argparse.Namespace, out: TextIO) -> int:

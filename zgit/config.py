@@ -25,7 +25,11 @@ KNOWN_KEYS: Dict[str, Optional[Tuple[str, ...]]] = {
     "source_root": None,
     "loader": ("strategy", "lock_timeout", "on_version_mismatch", "fsync"),
     "store": ("path",),
+    "engine": ("name", "address"),
 }
+
+#: The engines a run can use (``engine.name``; see :mod:`zgit.engines`).
+ENGINE_NAMES = ("local", "dask")
 
 DEFAULT_CONFIG_TEXT = """\
 # zgit configuration; every key is optional and environment variables win.
@@ -37,6 +41,9 @@ loader:
   fsync: false               # fsync the checkout journal, for power loss (env ZGIT_FSYNC)
 store:
   path: .zgit/store          # the run store: records and artifacts (env ZGIT_STORE)
+# engine:
+#   name: local              # or dask: steps on Dask workers (pip install 'zgit[dask]')
+#   address: tcp://host:8786 # a running Dask scheduler; none: a local cluster per run
 """
 
 
@@ -50,6 +57,8 @@ class Config:
     on_version_mismatch: str = "error"
     fsync: bool = False
     store_path: str = DEFAULT_STORE_PATH
+    engine: str = "local"
+    engine_address: Optional[str] = None
 
     @classmethod
     def load_defaults(cls) -> "Config":
@@ -85,7 +94,16 @@ class Config:
         if not isinstance(store_path, str) or not store_path.strip():
             where = "environment variable ZGIT_STORE" if env.get("ZGIT_STORE") else f"{path}: key 'store.path'"
             raise ConfigError(f"{where} must be a directory path")
+        engine = data.get("engine", {}) or {}
+        if not isinstance(engine, dict):
+            raise ConfigError(f"{path}: key 'engine' must be a mapping (e.g. engine: {{name: dask}})")
+        engine_address = engine.get("address")
+        if engine_address is not None and (not isinstance(engine_address, str) or not engine_address.strip()):
+            raise ConfigError(f"{path}: key 'engine.address' must be a scheduler address such as "
+                              "tcp://host:8786")
         return cls(
+            engine=_check_choice(f"{path}: key 'engine.name'", engine.get("name", "local"), ENGINE_NAMES),
+            engine_address=engine_address,
             source_root=_check_source_root(path, source_root),
             strategy=check_strategy(strategy, strategy_at),
             lock_timeout=_check_timeout(timeout_at, timeout),

@@ -100,6 +100,11 @@ class RerunError(ZgitError):
     """A recorded run cannot be re-run (unpinned step, missing commit, missing input)."""
 
 
+class BundleError(ZgitError):
+    """A code bundle does not prove the pin it claims (tampered, truncated or built from
+    other objects): it is never installed.  The message names the pin."""
+
+
 class UnpinnedSourceWarning(UserWarning):
     """A class was left unpinned; the message says why and how to pin it."""
 

@@ -278,6 +278,20 @@ class GitRepo:
                 return None
         return size if kind == pygit2.GIT_OBJECT_BLOB else None
 
+    def raw_object(self, oid: str) -> Tuple[str, bytes]:
+        """``(type, content)`` of object ``oid`` as git stores it (type ``"commit"``,
+        ``"tree"``, ``"blob"`` or ``"tag"``; content without the ``<type> <size>\\0``
+        header), so that a reader without git can check it hashes to ``oid``.
+        :class:`PinNotFoundError` when there is no such object."""
+        with self._lock:
+            try:
+                kind, data = self._repo.odb.read(pygit2.Oid(hex=oid))
+            except (KeyError, ValueError, pygit2.GitError) as exc:
+                raise PinNotFoundError(f"object {oid} is not in the repository at {self.root}") from exc
+        names = {pygit2.GIT_OBJECT_COMMIT: "commit", pygit2.GIT_OBJECT_TREE: "tree",
+                 pygit2.GIT_OBJECT_BLOB: "blob", pygit2.GIT_OBJECT_TAG: "tag"}
+        return names.get(kind, str(kind)), bytes(data)
+
     def read(self, sha: str, path: str) -> Optional[bytes]:
         """The bytes of file ``path`` at commit ``sha``, or None when there is none."""
         found = self.entry(sha, path)

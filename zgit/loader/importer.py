@@ -41,9 +41,15 @@ _LFS_POINTER_PREFIX = b"version https://git-lfs.github.com/spec/"
 
 
 class PinnedTree:
-    """One module directory at one commit, importable as the package ``<package>@<sha>``."""
+    """One module directory at one commit, importable as the package ``<package>@<sha>``.
 
-    def __init__(self, git: GitRepo, module_dir: str, package: str, sha: str) -> None:
+    ``git`` is the repository, or anything answering its read methods ``entries``,
+    ``blob`` and ``blob_size`` with attributes ``root`` and ``git_dir`` (None: no
+    bytecode cache) -- a verified code bundle on a worker without a repository
+    (:class:`zgit.engines.bundle.BundleObjects`).
+    """
+
+    def __init__(self, git: "GitRepo | Any", module_dir: str, package: str, sha: str) -> None:
         entries = git.entries(sha, module_dir)
         if entries is None:
             raise SourceNotFoundError(
@@ -389,7 +395,8 @@ class PinnedLoader(importlib.abc.InspectLoader):
         # stale); co_filename is always this pin's virtual path.
         entry = self.tree.entries.get(self.repo_path)
         git = self.tree.git
-        cache = bytecode.cache_for(git.git_dir) if entry is not None and not entry.is_gitlink else None
+        cache = (bytecode.cache_for(git.git_dir)
+                 if entry is not None and not entry.is_gitlink and git.git_dir is not None else None)
         if cache is not None:
             code = cache.get(entry.oid, git.blob_size)  # type: ignore[union-attr]
             if code is not None:

@@ -3,6 +3,7 @@ run in the store and reusing cached step outputs."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import platform
@@ -11,7 +12,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 from zgit import yamlio
 from zgit._version import __version__
@@ -63,9 +64,12 @@ class RunResult:
 def run_config(config: PipelineConfig, data: Any = None, *, repo: Any,
                enable_cache: Optional[Dict[str, bool]] = None, engine: Any = None,
                strategy: Optional[str] = None, progress: Optional[Progress] = None,
-               store: Optional[RunStore] = None, saved: Optional[Path] = None) -> RunResult:
+               store: Optional[RunStore] = None, saved: Optional[Path] = None,
+               address: Optional[str] = None) -> RunResult:
     """Execute the steps of ``config`` in order, each from its recorded source, through
-    ``engine`` (a name or an :class:`Engine`; default ``local``), and record the run.
+    ``engine`` (a name or an :class:`Engine`; default: the repository's ``engine.name``,
+    else ``local``), and record the run.  ``address``: the Dask scheduler for engine
+    ``dask`` (default: ``engine.address``; none: a local cluster for this run).
 
     ``enable_cache`` maps step names to whether the cache may serve them (default: all
     may); ``ZGIT_DISABLE_CACHE=1`` overrides it.  ``saved``: the pipeline file this run
@@ -97,35 +101,38 @@ def run_config(config: PipelineConfig, data: Any = None, *, repo: Any,
     result = RunResult(run=run)
     position = 0
     try:
-        with _engine(engine, repository, strategy) as running:
+        with _engine(engine, repository, strategy, address) as running:
             running.prepare([step.source for step in config.steps])
             for position, step in enumerate(config.steps):
                 started = time.perf_counter()
                 identity = keys.code_identity(step.source, repository, store)
                 use_cache = not no_cache and switches.get(step.name, True)
                 key = keys.cache_key(step.source, identity, step.args, input_digest)
-                hit = _cached(store, key) if use_cache and key is not None else None
-                if hit is not None:
-                    output, output_digest, from_run = hit
-                    store.add_step(run.id, StepRecord(
-                        position, step.name, str(step.source), identity, dict(step.args), input_digest,
-                        output_digest, key, from_run, time.perf_counter() - started))
-                    result.cached.append(step.name)
-                    outcome = "cached"
-                else:
-                    try:
-                        output = running.execute(StepCall(step.name, step.source, dict(step.args)), data)
-                    except BaseException as exc:
+                # Variants of a sweep running at once share leading steps: one computes a
+                # key while the others wait, then find it in the cache.
+                with _one_at_a_time(key if use_cache else None):
+                    hit = _cached(store, key) if use_cache and key is not None else None
+                    if hit is not None:
+                        output, output_digest, from_run = hit
                         store.add_step(run.id, StepRecord(
                             position, step.name, str(step.source), identity, dict(step.args), input_digest,
-                            None, key, None, time.perf_counter() - started, _describe(exc)))
-                        raise
-                    output_digest = _put(store, output, f"the output of step {step.name!r}")
-                    store.add_step(run.id, StepRecord(
-                        position, step.name, str(step.source), identity, dict(step.args), input_digest,
-                        output_digest, key if use_cache else None, None, time.perf_counter() - started))
-                    result.executed.append(step.name)
-                    outcome = "ran"
+                            output_digest, key, from_run, time.perf_counter() - started))
+                        result.cached.append(step.name)
+                        outcome = "cached"
+                    else:
+                        try:
+                            output = running.execute(StepCall(step.name, step.source, dict(step.args)), data)
+                        except BaseException as exc:
+                            store.add_step(run.id, StepRecord(
+                                position, step.name, str(step.source), identity, dict(step.args), input_digest,
+                                None, key, None, time.perf_counter() - started, _describe(exc)))
+                            raise
+                        output_digest = _put(store, output, f"the output of step {step.name!r}")
+                        store.add_step(run.id, StepRecord(
+                            position, step.name, str(step.source), identity, dict(step.args), input_digest,
+                            output_digest, key if use_cache else None, None, time.perf_counter() - started))
+                        result.executed.append(step.name)
+                        outcome = "ran"
                 result.outputs[step.name] = output
                 data, input_digest = output, output_digest
                 if progress is not None:
@@ -136,6 +143,29 @@ def run_config(config: PipelineConfig, data: Any = None, *, repo: Any,
     store.finish_run(run.id, "completed")
     result.run = store.get_run(run.id)
     return result
+
+
+_computing: Dict[str, List[Any]] = {}  # cache key -> [lock, users]
+_computing_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _one_at_a_time(key: Optional[str]) -> Iterator[None]:
+    """Hold the lock of cache key ``key`` in this process (None: no lock)."""
+    if key is None:
+        yield
+        return
+    with _computing_lock:
+        entry = _computing.setdefault(key, [threading.Lock(), 0])
+        entry[1] += 1
+    try:
+        with entry[0]:
+            yield
+    finally:
+        with _computing_lock:
+            entry[1] -= 1
+            if not entry[1]:
+                _computing.pop(key, None)
 
 
 def _put(store: RunStore, obj: Any, what: str) -> Optional[str]:
@@ -186,7 +216,16 @@ class _Borrowed:
         pass
 
 
-def _engine(engine: Any, repo: Any, strategy: Optional[str]) -> Any:
+def _engine(engine: Any, repo: Any, strategy: Optional[str], address: Optional[str] = None) -> Any:
+    """An engine to enter: the caller's own (borrowed), or a new one named ``engine``
+    (default: the repository's ``engine.name``) with its configured address."""
     if isinstance(engine, Engine):
         return _Borrowed(engine)
-    return get_engine(engine or "local", repo, strategy=strategy)
+    config = repo.config
+    name = engine or config.engine
+    options: Dict[str, Any] = {}
+    if name == "dask":
+        address = address or config.engine_address
+        if address:
+            options["address"] = address
+    return get_engine(name, repo, strategy=strategy, **options)
