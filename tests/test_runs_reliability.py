@@ -151,7 +151,9 @@ def test_kills_at_random_moments_never_leave_a_half_written_artifact(project):
             proc.communicate()
         _store_is_consistent(project)
         statuses = {r.status for r in Repository(project.path).runs(pipeline="busy")}
-        assert "running" not in statuses and "died" in statuses
+        # A kill between two runs leaves only completed ones: the next round may hit one.
+        assert statuses <= {"completed", "died"}, statuses
+    assert "died" in statuses  # over six rounds, kills landed inside a run
     result = build(project).run()
     assert result["score"] == {"score": 200}
 
