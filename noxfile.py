@@ -29,6 +29,10 @@ import nox
 # Keep in step with setup.cfg (python_requires and the classifiers) and the README.
 SUPPORTED = ("3.10", "3.11", "3.12", "3.13")
 
+# The suite runs as users run Python, writing bytecode (.ci/run calls nox directly, and
+# this machine's environment may say otherwise).
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+
 nox.options.download_python = "never"  # a missing interpreter is skipped, not fetched
 nox.options.reuse_venv = "yes"
 nox.options.sessions = [f"tests-{version}" for version in SUPPORTED]
