@@ -136,7 +136,10 @@ def test_kills_at_random_moments_never_leave_a_half_written_artifact(project):
     script = project.path.parent / "busy.py"
     script.write_text(BUSY_SCRIPT)
     rng = random.Random(12)
-    for round_ in range(6):
+    died_seen = False
+    for round_ in range(12):
+        if round_ >= 6 and died_seen:
+            break
         proc = subprocess.Popen([sys.executable, str(script), str(round_)], cwd=project.path,
                                 env=zgit_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
@@ -153,7 +156,8 @@ def test_kills_at_random_moments_never_leave_a_half_written_artifact(project):
         statuses = {r.status for r in Repository(project.path).runs(pipeline="busy")}
         # A kill between two runs leaves only completed ones: the next round may hit one.
         assert statuses <= {"completed", "died"}, statuses
-    assert "died" in statuses  # over six rounds, kills landed inside a run
+        died_seen = "died" in statuses
+    assert died_seen  # some kill landed inside a run (at least six rounds, at most twelve)
     result = build(project).run()
     assert result["score"] == {"score": 200}
 
