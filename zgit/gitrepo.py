@@ -273,7 +273,15 @@ class GitRepo:
             return len(data)
         with self._lock:
             try:
-                kind, size = self._repo.odb.read_header(pygit2.Oid(hex=oid))
+                read_header = getattr(self._repo.odb, "read_header", None)
+                if read_header is None:
+                    # pygit2 before 1.19 (the newest for Python 3.10 is 1.18) has no
+                    # header read: the object's own size (libgit2 reads it whole).
+                    obj = self._repo.get(oid)
+                    if not isinstance(obj, pygit2.Blob):
+                        return None
+                    return int(obj.size)
+                kind, size = read_header(pygit2.Oid(hex=oid))
             except (KeyError, ValueError, pygit2.GitError):
                 return None
         return size if kind == pygit2.GIT_OBJECT_BLOB else None
@@ -764,8 +772,15 @@ class GitRepo:
         """
         data = self.blob(oid)
         with self._lock:
-            filters = self._repo.load_filter_list(relpath, pygit2.enums.FilterMode.TO_WORKTREE)
-            if filters is not None and len(filters):
+            load_filters = getattr(self._repo, "load_filter_list", None)
+            if load_filters is None:
+                # pygit2 before 1.19 (the newest for Python 3.10 is 1.18) cannot say which
+                # filters apply: BlobIO applies whichever do (none: the blob's own bytes).
+                filtered = True
+            else:
+                filters = load_filters(relpath, pygit2.enums.FilterMode.TO_WORKTREE)
+                filtered = filters is not None and len(filters) > 0
+            if filtered:
                 # BlobIO, not FilterList.apply_to_buffer: the latter stops at the first NUL.
                 with pygit2.BlobIO(self._repo[pygit2.Oid(hex=oid)], as_path=relpath) as stream:
                     data = stream.read()
