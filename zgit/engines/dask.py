@@ -17,6 +17,7 @@ instances come back as the driver's own pinned classes (the same names,
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import logging
 import pickle
@@ -219,7 +220,7 @@ class DaskEngine(Engine):
         client = self._client()
         try:
             client.wait_for_workers(1, timeout=self.timeout)
-        except TimeoutError as exc:
+        except (TimeoutError, asyncio.TimeoutError) as exc:  # distinct types before Python 3.11
             raise SourceNotFoundError(
                 f"no Dask worker joined the cluster within {self.timeout:g} s, so pins "
                 f"{', '.join(keys) or '(none)'} cannot be shipped: start workers "
