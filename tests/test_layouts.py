@@ -345,6 +345,36 @@ def test_ignored_generated_module_is_warned_by_resolve_and_audit(repo):
     assert findings[0]["severity"] == "warning" and "gen/steps/_version.py" in findings[0]["message"]
 
 
+def test_generated_modules_found_from_the_clean_checks_walk_equal_a_walk_of_their_own(repo):
+    """resolve_source finds git-ignored generated modules from what its clean check passed
+    over (one walk of the module directory, not two): the same list as walking again."""
+    from zgit.gitrepo import open_repo
+    from zgit.layout import uncommitted_modules
+
+    repo.write(".gitignore", "*_pb2.py\n_version.py\ngenerated/\nbuild-out/\n*.so\n")
+    repo.write("pkg/mod/__init__.py", "")
+    repo.write("pkg/mod/step.py", "X = 1\n")
+    repo.write("pkg/mod/kept/__init__.py", "")
+    sha = repo.commit("code")
+    repo.write("pkg/mod/kept/generated/forced.py", "F = 1\n")
+    repo.git("add", "-f", "pkg/mod/kept/generated/forced.py")
+    sha = repo.commit("a tracked file inside an ignored directory")
+    for path in ("pkg/mod/_version.py", "pkg/mod/msg_pb2.py", "pkg/mod/kept/a_pb2.py",
+                 "pkg/mod/kept/generated/other.py", "pkg/mod/generated/deep/g.py",
+                 "pkg/mod/generated/notes.txt", "pkg/mod/build-out/x.py", "pkg/mod/ext.so",
+                 "pkg/mod/not-a-package/y_pb2.py", "pkg/mod/__pycache__/z_pb2.py"):
+        repo.write(path, "G = 1\n")
+    git = open_repo(repo.path)
+    ignored: List[str] = []
+    assert git.dirty_files("pkg/mod", sha, ignored) == []
+    from_walk = uncommitted_modules(git, sha, "pkg/mod")
+    assert uncommitted_modules(git, sha, "pkg/mod", ignored) == from_walk
+    assert from_walk == sorted([
+        "pkg/mod/_version.py", "pkg/mod/msg_pb2.py", "pkg/mod/kept/a_pb2.py",
+        "pkg/mod/kept/generated/other.py", "pkg/mod/generated/deep/g.py", "pkg/mod/ext.so",
+    ])
+
+
 # -- 16. uncaught tracebacks show pinned lines ---------------------------------------------
 
 

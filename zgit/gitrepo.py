@@ -341,7 +341,8 @@ class GitRepo:
         """
         return [item.path for item in self.dirty_files(directory, head)]
 
-    def dirty_files(self, directory: str, head: "str | None | object" = _READ_HEAD) -> List[DirtyFile]:
+    def dirty_files(self, directory: str, head: "str | None | object" = _READ_HEAD,
+                    ignored: Optional[List[str]] = None) -> List[DirtyFile]:
         """Files below ``directory`` that differ from HEAD as git compares them, with why.
 
         Untracked (and not ignored), modified, mode-changed and deleted files count; a
@@ -359,6 +360,10 @@ class GitRepo:
         stat data match its index entry (as git compares them, and not racily clean)
         and whose indexed id is HEAD's is clean without being read (git's stat cache).
         Before the first commit every file counts.
+
+        ``ignored``: a list that gets what the walk passed over because git ignores it,
+        at no extra cost: untracked ignored files, and ignored directories it did not
+        enter (with a trailing ``/``), for callers that look for generated modules.
         """
         if head is _READ_HEAD:
             head = self.head_sha()
@@ -386,7 +391,11 @@ class GitRepo:
                 return False
             if tracked_dirs[0] is None:
                 tracked_dirs[0] = {p.rsplit("/", i)[0] for p in expected for i in range(1, p.count("/") + 1)}
-            return relpath not in tracked_dirs[0]
+            if relpath in tracked_dirs[0]:
+                return False
+            if ignored is not None and relpath + "/" not in ignored:  # walked twice when files are gone
+                ignored.append(relpath + "/")
+            return True
 
         hits = 0  # files the stat cache proves clean (not put in `seen`: the hot loop)
         no_signatures: Dict[str, tuple] = {}
@@ -410,6 +419,8 @@ class GitRepo:
                 if entry is None:
                     if not self.is_ignored(relpath):
                         dirty.append(DirtyFile(relpath, "new"))
+                    elif ignored is not None:
+                        ignored.append(relpath)
                     continue
                 if entry.mode == MODE_GITLINK:
                     continue

@@ -155,28 +155,49 @@ def import_root_of(file: str, module: str) -> Optional[str]:
     return directory
 
 
-def uncommitted_modules(git: Any, sha: str, module_dir: str) -> List[str]:
+def uncommitted_modules(git: Any, sha: str, module_dir: str, ignored: Optional[List[str]] = None) -> List[str]:
     """Importable files (``.py``, extension modules) in the module directory on disk that
     commit ``sha`` does not have and git ignores: generated modules (setuptools_scm's
     ``_version.py``, ``*_pb2.py``, extensions built in place).  A pin cannot bring them
     back: the memory strategy does not find them, the checkout strategy finds whatever
-    the work tree holds.  Repository-relative POSIX paths, sorted."""
+    the work tree holds.  Repository-relative POSIX paths, sorted.
+
+    ``ignored``: what the clean check of the same directory at ``sha`` passed over as
+    ignored (:meth:`GitRepo.dirty_files`), so that only the ignored directories it did
+    not enter are walked here; None walks the whole directory.
+    """
     import importlib.machinery
     import os
 
     suffixes = tuple(importlib.machinery.SOURCE_SUFFIXES + importlib.machinery.EXTENSION_SUFFIXES)
     entries = git.entries(sha, module_dir) or {}
     root = str(git.root)
-    base = os.path.join(root, *module_dir.split("/")) if module_dir else root
-    found: List[str] = []
-    for dirpath, dirnames, filenames in os.walk(base):
+    inside = len(module_dir) + 1 if module_dir else 0
+
+    def importable(rel: str) -> bool:
         # Only directories that can be packages hold importable modules (this skips
-        # .git/, .venv/, .mypy_cache/ and directories such as big-data/ without a look inside).
-        dirnames[:] = [d for d in dirnames if d.isidentifier() and d != "__pycache__"]
-        rel_dir = os.path.relpath(dirpath, root).replace(os.sep, "/")
-        for name in filenames:
-            if name.endswith(suffixes) and name.partition(".")[0].isidentifier():
-                rel = name if rel_dir == "." else f"{rel_dir}/{name}"
-                if rel not in entries and git.is_ignored(rel):
-                    found.append(rel)
+        # .git/, .venv/, .mypy_cache/ and directories such as big-data/).
+        *dirs, name = rel[inside:].split("/")
+        return (name.endswith(suffixes) and name.partition(".")[0].isidentifier()
+                and all(d.isidentifier() and d != "__pycache__" for d in dirs))
+
+    if ignored is None:
+        starts = [module_dir]
+        known: List[str] = []
+    else:
+        starts = [d.rstrip("/") for d in ignored if d.endswith("/")]
+        known = [f for f in ignored if not f.endswith("/") and importable(f) and f not in entries]
+    found: List[str] = list(known)
+    for start in starts:
+        if start != module_dir and not importable(start + "/x.py"):
+            continue
+        base = os.path.join(root, *start.split("/")) if start else root
+        for dirpath, dirnames, filenames in os.walk(base):
+            dirnames[:] = [d for d in dirnames if d.isidentifier() and d != "__pycache__"]
+            rel_dir = os.path.relpath(dirpath, root).replace(os.sep, "/")
+            for name in filenames:
+                if name.endswith(suffixes) and name.partition(".")[0].isidentifier():
+                    rel = name if rel_dir == "." else f"{rel_dir}/{name}"
+                    if rel not in entries and (ignored is not None or git.is_ignored(rel)):
+                        found.append(rel)
     return sorted(found)

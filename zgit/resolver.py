@@ -9,7 +9,7 @@ import sys
 import sysconfig
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Optional, Tuple
+from typing import Any, List, Optional, Tuple
 
 from zgit import callsite, imported
 from zgit.dirty import advice, describe, submodule_of
@@ -113,14 +113,16 @@ def _resolve_in_repository(repository: Repository, real: str, module_name: str, 
     head = git.head_sha()
     if head is None:
         return _unpinned(location.module, qualname, "the repository has no commit yet; commit the code first")
-    dirty = git.dirty_files(location.module_dir, head)
+    ignored: List[str] = []  # what the clean check passed over: generated modules are among it
+    dirty = git.dirty_files(location.module_dir, head, ignored)
     if dirty and (repository.state_dir / JOURNAL_NAME).exists():
         # Another process may have this directory checked out at a pin right now (or
         # died doing so): wait for its checkout to end, undo a dead one, and look again.
         with locked(git, repository.config.lock_timeout) as state:
             recover_locked(git, state)
             head = git.head_sha()  # it may have moved while we waited
-            dirty = git.dirty_files(location.module_dir, head)
+            ignored = []
+            dirty = git.dirty_files(location.module_dir, head, ignored)
     if dirty:
         submodule = submodule_of(dirty)
         if submodule:
@@ -145,7 +147,7 @@ def _resolve_in_repository(repository: Repository, real: str, module_name: str, 
     if why:
         return _unpinned(location.module, qualname, why)
     source = Source(location.module, qualname, head)
-    _warn_uncommitted_modules(git, head, location.module_dir, source)
+    _warn_uncommitted_modules(git, head, location.module_dir, source, ignored)
     return source
 
 
@@ -217,8 +219,8 @@ def _home_work_tree(real: str, module_name: str) -> Optional[Tuple[Repository, s
 
 # -- files a pin depends on that are not in the commit (item 3) -------------------------------
 
-def _warn_uncommitted_modules(git: Any, sha: str, module_dir: str, source: Source) -> None:
-    missing = uncommitted_modules(git, sha, module_dir)
+def _warn_uncommitted_modules(git: Any, sha: str, module_dir: str, source: Source, ignored: List[str]) -> None:
+    missing = uncommitted_modules(git, sha, module_dir, ignored)
     if missing:
         shown = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
         callsite.warn(
