@@ -35,6 +35,7 @@ from zgit.audit import audit_paths
 from tests._cli import zgit as run_zgit
 from tests._cli import zgit_env
 from tests.conftest import WorkTree, git, status
+from tests.test_distributions import _can_build_wheels_offline
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -415,18 +416,6 @@ PLAIN_SETUP = '''\
 from setuptools import setup
 setup(name="zg-layouts-plain", version="0.5.0", packages=["zgplain"])
 '''
-
-
-def _can_build_wheels_offline() -> bool:
-    import importlib.util
-
-    if importlib.util.find_spec("wheel") is not None:
-        return True
-    try:
-        from setuptools.command import bdist_wheel  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 @pytest.fixture(scope="module")
