@@ -25,6 +25,7 @@ raises :class:`IndexFormatError`, and the caller falls back to reading file cont
 from __future__ import annotations
 
 import bisect
+import hashlib
 import os
 import stat
 import struct
@@ -35,6 +36,7 @@ _HEADER = struct.Struct(">4sII")
 _STAT = struct.Struct(">10I")
 _FLAGS = struct.Struct(">H")
 _STAT_BYTES = 40
+_CHECKPOINT = 1 << 16  # the checksum's state is kept every 64 KiB (see GitIndex.with_stat)
 
 FLAG_ASSUME_VALID = 0x8000
 FLAG_EXTENDED = 0x4000
@@ -48,6 +50,10 @@ EMPTY_BLOB_SHA1 = "e69de29bb2d1d6434b8b29ae775ad8c2e48c5391"
 
 class IndexFormatError(ValueError):
     """The index file is not one this parser understands (or is damaged)."""
+
+
+class IndexChecksumError(IndexFormatError):
+    """The index file's checksum does not match its content: it is damaged."""
 
 
 class IndexEntry(NamedTuple):
@@ -125,6 +131,11 @@ class GitIndex:
         self._lengths: List[int] = []  # v2, v3: each path's length
         self._by_dir: Dict[str, Dict[str, IndexEntry]] = {}
         self._got: Dict[str, Optional[IndexEntry]] = {}  # get()'s answers (the index is immutable)
+        # The checksum's hash state at every multiple of _CHECKPOINT bytes, once the
+        # checksum has been verified (with_stat): a rewrite re-hashes from the first
+        # changed entry only.
+        self._checkpoints: Optional[List[Tuple[int, "hashlib._Hash"]]] = None
+        self._newest_mtime_s: Optional[int] = None
         self._parse()
 
     # -- parsing -------------------------------------------------------------------------
@@ -207,6 +218,90 @@ class GitIndex:
         xflags = (data[oid_end + 2] << 8) | data[oid_end + 3] if flags & FLAG_EXTENDED else 0
         return IndexEntry(*fields, data[offset + _STAT_BYTES : oid_end].hex(), flags, xflags)
 
+    # -- rewriting stat data ---------------------------------------------------------------
+
+    @property
+    def data(self) -> bytes:
+        """The index file's bytes."""
+        return self._data
+
+    def newest_mtime_s(self) -> int:
+        """An upper bound of the entries' mtimes (whole seconds, as stored): when it is
+        older than the index's own timestamp, no entry is racily clean."""
+        if self._newest_mtime_s is None:
+            data = self._data
+            # big-endian 32-bit fields compare as bytes do
+            newest = max((data[o + 8 : o + 12] for o in self._offsets), default=b"\0\0\0\0")
+            self._newest_mtime_s = int.from_bytes(newest, "big")
+        return self._newest_mtime_s
+
+    def with_stat(self, stats: Dict[str, os.stat_result]) -> "GitIndex":
+        """This index with the stat data of the stage-0 entries of ``stats``'s paths taken
+        from those stat results (object ids, modes, flags and extensions kept), and a new
+        checksum: what ``git update-index --refresh`` records for files whose content is
+        known to be their indexed blob.  The result's ``timestamp_ns`` is None until the
+        caller writes it and sets it from the written file.
+
+        Raises :class:`IndexFormatError` for a path without a stage-0 entry, and
+        :class:`IndexChecksumError` when this index's own checksum is wrong (a damaged
+        index is never re-sealed).  Costs
+        one hash of the bytes from the first changed entry on, plus, the first time, one
+        of the whole file.
+        """
+        if self._oid_size == 20:
+            new_hash = hashlib.sha1
+        elif self._oid_size == 32:
+            new_hash = hashlib.sha256
+        else:
+            raise IndexFormatError(f"object ids of {self._oid_size} bytes")
+        checkpoints = self._checkpoints
+        end = len(self._data) - self._oid_size
+        if checkpoints is None:
+            checkpoints, digest = _hash_with_checkpoints(new_hash(), self._data, 0, end, [])
+            if digest != self._data[end:]:
+                raise IndexChecksumError("the index checksum does not match its content")
+            self._checkpoints = checkpoints
+        patches: List[Tuple[int, bytes]] = []
+        newest = self.newest_mtime_s()
+        for path, st in stats.items():
+            key = os.fsencode(path)
+            i = bisect.bisect_left(self._paths, key)
+            while i < len(self._paths) and self._paths[i] == key and self._entry_at(i).stage != 0:
+                i += 1
+            if i >= len(self._paths) or self._paths[i] != key:
+                raise IndexFormatError(f"no stage-0 entry for {path!r}")
+            offset = self._offsets[i]
+            mode = _STAT.unpack_from(self._data, offset)[6]  # git's mode, not the file's
+            mtime_s = (st.st_mtime_ns // 1_000_000_000) & _MASK
+            patches.append((offset, _STAT.pack(
+                (st.st_ctime_ns // 1_000_000_000) & _MASK, st.st_ctime_ns % 1_000_000_000,
+                mtime_s, st.st_mtime_ns % 1_000_000_000,
+                st.st_dev & _MASK, st.st_ino & _MASK, mode, st.st_uid & _MASK, st.st_gid & _MASK,
+                st.st_size & _MASK,
+            )))
+            newest = max(newest, mtime_s)
+        patches.sort()
+        pieces, pos = [], 0
+        for offset, packed in patches:
+            pieces += (self._data[pos:offset], packed)
+            pos = offset + _STAT_BYTES
+        pieces.append(self._data[pos:end])
+        data = b"".join(pieces)
+        first = patches[0][0] if patches else end
+        kept = [c for c in checkpoints if c[0] <= first]
+        start, state = kept[-1]
+        new_checkpoints, digest = _hash_with_checkpoints(state.copy(), data, start, end, kept)
+        derived = GitIndex.__new__(GitIndex)
+        derived.__dict__.update(self.__dict__)
+        derived._data = data + digest
+        derived.timestamp_ns = None  # type: ignore[assignment]
+        derived._by_dir, derived._got = {}, {}
+        derived._checkpoints = new_checkpoints
+        derived._newest_mtime_s = newest
+        if isinstance(self._paths, _PathView):
+            derived._paths = _PathView(derived._data, self._offsets, self._lengths, _STAT_BYTES + self._oid_size)
+        return derived
+
     # -- queries -------------------------------------------------------------------------
 
     def __len__(self) -> int:
@@ -275,6 +370,21 @@ class _PathView:
         flags_at = self._offsets[i] + self._fixed
         start = flags_at + (4 if self._data[flags_at] & 0x40 else 2)  # FLAG_EXTENDED's byte
         return self._data[start : start + self._lengths[i]]
+
+
+def _hash_with_checkpoints(hasher, data, start: int, end: int, checkpoints: list):
+    """Hash ``data[start:end]`` into ``hasher`` (which holds ``data[:start]``), keeping its
+    state at every multiple of _CHECKPOINT; returns (checkpoints, digest)."""
+    checkpoints = list(checkpoints) if checkpoints else [(0, hasher.copy())]
+    view = memoryview(data)
+    pos = start
+    while pos < end:
+        stop = min(end, (pos // _CHECKPOINT + 1) * _CHECKPOINT)
+        hasher.update(view[pos:stop])
+        pos = stop
+        if pos % _CHECKPOINT == 0 and pos < end:
+            checkpoints.append((pos, hasher.copy()))
+    return checkpoints, hasher.digest()
 
 
 def read_index(path: str, oid_size: int = 20) -> Tuple[Optional[GitIndex], Optional[os.stat_result]]:

@@ -6,6 +6,7 @@ immutable, so what is read from them is cached by object id.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -26,6 +27,7 @@ from zgit.errors import NotARepositoryError, PinNotFoundError, ZgitError
 from zgit.gitindex import (
     EMPTY_BLOB_SHA1,
     GitIndex,
+    IndexChecksumError,
     IndexEntry,
     IndexFormatError,
     StatPolicy,
@@ -784,17 +786,24 @@ class GitRepo:
         data = self.blob(oid)
         with self._lock:
             load_filters = getattr(self._repo, "load_filter_list", None)
-            if load_filters is None:
-                # pygit2 before 1.19 (the newest for Python 3.10 is 1.18) cannot say which
-                # filters apply: BlobIO applies whichever do (none: the blob's own bytes).
-                filtered = True
-            else:
-                filters = load_filters(relpath, pygit2.enums.FilterMode.TO_WORKTREE)
-                filtered = filters is not None and len(filters) > 0
-            if filtered:
-                # BlobIO, not FilterList.apply_to_buffer: the latter stops at the first NUL.
-                with pygit2.BlobIO(self._repo[pygit2.Oid(hex=oid)], as_path=relpath) as stream:
-                    data = stream.read()
+            try:
+                if load_filters is None:
+                    # pygit2 before 1.19 (the newest for Python 3.10 is 1.18) cannot say which
+                    # filters apply: BlobIO applies whichever do (none: the blob's own bytes).
+                    filtered = True
+                else:
+                    filters = load_filters(relpath, pygit2.enums.FilterMode.TO_WORKTREE)
+                    filtered = filters is not None and len(filters) > 0
+                if filtered:
+                    # BlobIO, not FilterList.apply_to_buffer: the latter stops at the first NUL.
+                    with pygit2.BlobIO(self._repo[pygit2.Oid(hex=oid)], as_path=relpath) as stream:
+                        data = stream.read()
+            except pygit2.GitError as exc:  # attributes are read from the index too
+                raise ZgitError(
+                    f"cannot tell how git writes {relpath} ({exc}); 'git fsck' says whether the "
+                    "repository or its index is damaged ('rm .git/index; git reset' rebuilds the "
+                    "index), or load with strategy='memory'"
+                ) from exc
             driver = self._filter_driver(relpath)
         if driver is None:
             return data
@@ -836,6 +845,9 @@ class GitRepo:
         if not expected:
             return []
         with self._lock:
+            refreshed = self._refresh_parsed_index(expected)
+            if refreshed is not None:
+                return refreshed
             try:
                 index = self._repo.index
                 index.read(False)
@@ -860,6 +872,83 @@ class GitRepo:
             except (pygit2.GitError, OSError, ValueError) as exc:
                 _log.warning("could not refresh the index after a checkout (%s); git status will", exc)
                 return []
+
+    def _refresh_parsed_index(self, expected: Dict[str, str]) -> Optional[List[str]]:
+        """:meth:`refresh_index_stat` by rewriting only the stat data of those entries in
+        the index file zgit has parsed (:meth:`GitIndex.with_stat`) and writing it as git
+        does (``index.lock``, then a rename); the parse stays cached for the next clean
+        check.  Costs one write of the index and a hash of its bytes from the first
+        changed entry on, where libgit2 parses and re-serializes every entry.
+
+        None (the caller takes libgit2's way) when that would not be what git writes: no
+        usable parse, or an entry that may be racily clean (git then compares contents
+        and marks a changed file's entry before writing; libgit2 does that too).
+        """
+        path = os.path.join(self.git_dir, "index")
+        index = self._current_index()
+        if index is None:
+            return None
+        stats: Dict[str, os.stat_result] = {}
+        for relpath, oid in expected.items():
+            entry = index.get(relpath)
+            if entry is None or entry.oid != oid:
+                continue
+            try:
+                st = os.lstat(os.path.join(self.root, relpath))
+            except OSError:
+                continue
+            if (entry.mode & 0o170000 == stat.S_IFLNK) != stat.S_ISLNK(st.st_mode):
+                continue
+            stats[relpath] = st
+        if not stats:
+            return []
+        if index.newest_mtime_s() >= (index.timestamp_ns // 1_000_000_000) & 0xFFFFFFFF:
+            _log.debug("refreshing the index through libgit2: an entry may be racily clean")
+            return None
+        try:
+            refreshed = index.with_stat(stats)
+        except IndexChecksumError:
+            _log.warning("not refreshing the index after a checkout: its checksum does not match "
+                         "its content (damaged?); 'git fsck' tells more")
+            return []
+        except IndexFormatError as exc:
+            _log.debug("refreshing the index through libgit2: %s", exc)
+            return None
+        lock_path = path + ".lock"
+        try:
+            old = os.stat(path)
+            fd = os.open(lock_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, stat.S_IMODE(old.st_mode))
+        except FileExistsError:
+            _log.info("the index is locked by another git process (%s); git refreshes the "
+                      "entries zgit put back itself later", lock_path)
+            return []
+        except OSError as exc:
+            _log.warning("could not refresh the index after a checkout (%s); git status will", exc)
+            return []
+        renamed = False
+        try:
+            # Holding index.lock, the index can only change through us: it must still be
+            # the file that was parsed, or the rewrite would undo another writer's work.
+            if stat_key(os.stat(path)) != self._index[0]:
+                return None
+            view = memoryview(refreshed.data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fchmod(fd, stat.S_IMODE(old.st_mode))
+            os.rename(lock_path, path)
+            renamed = True
+            written = os.fstat(fd)  # this inode, whatever replaces the file later
+        except OSError as exc:
+            _log.warning("could not refresh the index after a checkout (%s); git status will", exc)
+            return []
+        finally:
+            os.close(fd)
+            if not renamed:
+                with contextlib.suppress(OSError):
+                    os.unlink(lock_path)
+        refreshed.timestamp_ns = written.st_mtime_ns
+        self._index = (stat_key(written), refreshed)
+        return list(stats)
 
     # -- read-only helpers for the command line (zgit/cli.py) ----------------------------
 

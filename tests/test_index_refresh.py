@@ -1,0 +1,225 @@
+"""The index refresh after a checkout load: zgit rewrites only the stat data of the files it
+put back, in the index file it has parsed, and seals it with a new checksum.
+
+Checked against git itself: ``git fsck`` (which verifies the index checksum),
+``git diff-index``/``git diff-files`` (which trust the stat data), ``git ls-files --debug``,
+over index versions 2, 3 and 4 and the extensions git writes (cache tree, untracked
+cache, end-of-index-entries and offset table).  The racy case, a busy ``index.lock`` and a
+damaged checksum each take the exact, slower way or leave the index alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import subprocess
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from tests._project import SOURCE, build_history
+from tests.conftest import WorkTree, git_env
+from tests.test_gitindex_and_convert import ls_files_debug, run_git
+from zgit import ZgitError, load_source
+from zgit.gitindex import GitIndex, IndexFormatError, read_index
+from zgit.gitrepo import open_repo
+
+MODULE_DIR = "trainers/my_awesome_trainer"
+
+
+def git_rc(repo: WorkTree, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", *args], cwd=repo.path, env=git_env(), capture_output=True, text=True)
+
+
+def settle(repo: WorkTree) -> None:
+    """Date every tracked file an hour back and refresh the index (no racily clean
+    entries), then wait for the next second: a move aside and back within the second
+    that recorded the files would not change their ctime as git stores it."""
+    past = time.time() - 3600
+    for path in repo.path.rglob("*"):
+        if ".git" not in path.parts and path.is_file() and not path.is_symlink():
+            os.utime(path, (past, past))
+    run_git(repo, "update-index", "-q", "--refresh")
+    time.sleep(1.05 - time.time() % 1)
+
+
+def plumbing_agrees(repo: WorkTree) -> None:
+    """What scripts and CI ask git without refreshing the index says: clean, and the index
+    is whole (its checksum verified by fsck)."""
+    assert git_rc(repo, "diff-index", "--quiet", "HEAD").returncode == 0
+    assert git_rc(repo, "diff-files", "--quiet").returncode == 0
+    fsck = git_rc(repo, "fsck", "--no-dangling", "--no-progress")
+    assert fsck.returncode == 0 and "index" not in fsck.stderr, fsck.stderr
+
+
+VARIANTS = {
+    "v2": [],
+    "v4": [("update-index", "--index-version", "4")],
+    "v3-skip-worktree": [("update-index", "--skip-worktree", "--", "other/skipped.txt")],
+    "untracked-cache": [("config", "core.untrackedCache", "true"), ("update-index", "--untracked-cache"),
+                        ("status", "--porcelain")],
+    "eoie-ieot": [("config", "index.recordEndOfIndexEntries", "true"),
+                  ("config", "index.recordOffsetTable", "true"), ("config", "index.threads", "2")],
+}
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+@pytest.mark.parametrize("filler", [0, 1200], ids=["small", "index-over-64KiB"])
+def test_checkout_load_leaves_an_index_git_trusts(repo, variant, filler):
+    shas = build_history(repo, 2)
+    repo.write("other/skipped.txt", "skipped\n")
+    for k in range(filler):
+        repo.write(f"lib/part{k // 100:02d}/f{k:04d}.txt", f"filler {k}\n")
+    repo.commit("more files")
+    for command in VARIANTS[variant]:
+        run_git(repo, *command)
+    settle(repo)
+    run_git(repo, "update-index", "-q", "--refresh")  # written with the variant's settings
+    index_path = repo.path / ".git" / "index"
+    before_entries, before = ls_files_debug(repo), index_path.read_bytes()
+    extensions = [sig for sig in (b"TREE", b"UNTR", b"EOIE", b"IEOT") if sig in before]
+    plumbing_agrees(repo)
+
+    assert load_source(f"{SOURCE}@{shas[0]}", strategy="checkout")().version() == (0, 0)
+
+    plumbing_agrees(repo)
+    after = index_path.read_bytes()
+    assert after[-20:] == hashlib.sha1(after[:-20]).digest()
+    assert len(after) == len(before) and after[:12] == before[:12]  # same version and entries
+    for signature in extensions:
+        assert signature in after
+    after_entries = ls_files_debug(repo)
+    assert sorted(after_entries) == sorted(before_entries)
+    changed = {p for p in after_entries if after_entries[p] != before_entries[p]}
+    assert changed and all(p.startswith(MODULE_DIR + "/") for p in changed)  # the files put back only
+    for path in changed:
+        assert {k: v for k, v in after_entries[path].items() if k not in ("ctime",)} == \
+            {k: v for k, v in before_entries[path].items() if k not in ("ctime",)}
+    # zgit's own parse of the index is the file it wrote: the next clean check reads nothing
+    git = open_repo(repo.path)
+    assert git._index[1] is not None and git._index[1].data == after
+    assert repo.status() == ""
+
+
+def test_a_racily_clean_entry_takes_libgit2s_way(repo, caplog):
+    """An entry whose file may have changed in the second the index was written: git looks
+    at its content before writing the index again, and so does libgit2; zgit's own rewrite
+    steps aside for it."""
+    shas = build_history(repo, 2)
+    settle(repo)
+    future = time.time() + 3600
+    os.utime(repo.path / "README.md" if (repo.path / "README.md").exists() else repo.path / MODULE_DIR / "__init__.py",
+             (future, future))
+    run_git(repo, "update-index", "-q", "--refresh")
+    with caplog.at_level(logging.DEBUG, logger="zgit.gitrepo"):
+        load_source(f"{SOURCE}@{shas[0]}", strategy="checkout")
+    assert "racily clean" in caplog.text
+    plumbing_agrees(repo)
+
+
+def test_a_busy_index_lock_is_left_alone(repo, caplog):
+    shas = build_history(repo, 2)
+    settle(repo)
+    lock = repo.path / ".git" / "index.lock"
+    lock.write_bytes(b"another git's work in progress")
+    index_before = (repo.path / ".git" / "index").read_bytes()
+    with caplog.at_level(logging.INFO, logger="zgit.gitrepo"):
+        load_source(f"{SOURCE}@{shas[0]}", strategy="checkout")
+    assert lock.read_bytes() == b"another git's work in progress"
+    assert (repo.path / ".git" / "index").read_bytes() == index_before
+    assert "locked by another git process" in caplog.text
+    lock.unlink()
+    assert repo.status() == ""  # git refreshes the entries itself
+
+
+def test_a_damaged_index_is_never_resealed(repo, caplog):
+    shas = build_history(repo, 2)
+    settle(repo)
+    index_path = repo.path / ".git" / "index"
+    damaged = bytearray(index_path.read_bytes())
+    damaged[-1] ^= 0xFF  # the checksum no longer matches the entries
+    index_path.write_bytes(bytes(damaged))
+    time.sleep(1.05 - time.time() % 1)
+    before = repo.snapshot()
+    # libgit2 reads the index for the attributes that decide how a file is written, and
+    # refuses it; either way the tree comes back and the index is not made to look whole.
+    with caplog.at_level(logging.DEBUG, logger="zgit.gitrepo"), pytest.raises(ZgitError, match="git fsck"):
+        load_source(f"{SOURCE}@{shas[0]}", strategy="checkout")
+    assert "checksum" in caplog.text
+    after = index_path.read_bytes()
+    assert after == bytes(damaged)  # still damaged: git fsck says so
+    assert repo.snapshot() == before
+
+
+# -- the rewrite itself, against a fresh hash and a fresh parse ------------------------------
+
+
+@pytest.fixture(scope="module")
+def big_index(tmp_path_factory):
+    """Indexes of 1,500 entries (over 64 KiB: the checksum's checkpoints are used) in
+    versions 2 and 4, as bytes."""
+    repo = WorkTree(tmp_path_factory.mktemp("bigindex") / "repo")
+    for k in range(1500):
+        repo.write(f"d{k % 7}/file{k:04d}.py", f"x = {k}\n")
+    repo.commit("many files")
+    out = {}
+    for version in (2, 4):
+        run_git(repo, "update-index", "--index-version", str(version))
+        out[version] = (repo.path / ".git" / "index").read_bytes()
+    return out
+
+
+def fake_stat(seed: int) -> SimpleNamespace:
+    return SimpleNamespace(st_ctime_ns=seed * 1_000_000_007, st_mtime_ns=seed * 999_999_937 + 5,
+                           st_dev=seed % 97, st_ino=seed * 31 + (1 << 33), st_uid=seed % 1000,
+                           st_gid=seed % 500, st_size=seed % 4096 + (1 << 32))
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(version=st.sampled_from([2, 4]),
+       rounds=st.lists(st.lists(st.tuples(st.integers(0, 1499), st.integers(1, 2**31)), min_size=1, max_size=6),
+                       min_size=1, max_size=4))
+def test_with_stat_changes_only_the_stat_data_and_reseals(big_index, version, rounds):
+    index = GitIndex(big_index[version], 0)
+    paths = sorted(index.entries_under(""))
+    expected = {p: e for p, e in index.entries_under("").items()}
+    for changes in rounds:
+        stats = {paths[i]: fake_stat(seed) for i, seed in changes}
+        index = index.with_stat(stats)
+        data = index.data
+        assert data[-20:] == hashlib.sha1(data[:-20]).digest()
+        for path, st_ in stats.items():
+            old = expected[path]
+            expected[path] = old._replace(
+                ctime_s=(st_.st_ctime_ns // 10**9) & 0xFFFFFFFF, ctime_ns=st_.st_ctime_ns % 10**9,
+                mtime_s=(st_.st_mtime_ns // 10**9) & 0xFFFFFFFF, mtime_ns=st_.st_mtime_ns % 10**9,
+                dev=st_.st_dev, ino=st_.st_ino & 0xFFFFFFFF, uid=st_.st_uid, gid=st_.st_gid,
+                size=st_.st_size & 0xFFFFFFFF)
+        assert GitIndex(data, 0).entries_under("") == expected  # a fresh parse of the new bytes
+        assert index.entries_under("") == expected
+
+
+def test_with_stat_refuses_a_path_without_an_entry(big_index):
+    with pytest.raises(IndexFormatError):
+        GitIndex(big_index[2], 0).with_stat({"no/such/file.py": fake_stat(1)})
+
+
+def test_read_index_then_rewrite_matches_git_update_index(tmp_path):
+    """Differential: zgit's rewrite of a file's stat data gives the entry git itself
+    records for that file (``git update-index --refresh`` after a touch)."""
+    repo = WorkTree(tmp_path / "repo")
+    repo.write("pkg/a.py", "a = 1\n")
+    repo.write("pkg/b.py", "b = 2\n")
+    repo.commit("two files")
+    settle(repo)
+    index_path = str(repo.path / ".git" / "index")
+    index, _ = read_index(index_path)
+    os.utime(repo.path / "pkg" / "a.py", (time.time() - 60, time.time() - 60))
+    ours = index.with_stat({"pkg/a.py": os.lstat(repo.path / "pkg" / "a.py")})
+    run_git(repo, "update-index", "-q", "--refresh")
+    theirs, _ = read_index(index_path)
+    assert ours.entries_under("pkg") == theirs.entries_under("pkg")
