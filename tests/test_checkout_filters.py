@@ -223,3 +223,26 @@ def test_a_failing_smudge_filter(project):
         load_source(f"pkg.mod.step.Step@{pin}", strategy="checkout")
     assert identity(project, MODULE_DIR) == before
     assert not (project / ".git" / "zgit" / "journal.json").exists()
+
+
+def test_an_untracked_gitattributes_below_the_module_directory_applies_too(project):
+    """git reads a ``.gitattributes`` of the work tree whether or not it is tracked (here
+    ignored, so the module directory counts as clean): a checkout writes what git would,
+    even where no tracked attributes file exists anywhere."""
+    step = STEP.replace('"pkg", "mod")', '"pkg", "mod", "sub")')
+    write(project, ".gitignore", b".gitattributes\n")
+    write(project, "pkg/__init__.py", b"")
+    write(project, f"{MODULE_DIR}/__init__.py", b"")
+    write(project, f"{MODULE_DIR}/step.py", step.format(version=0).encode())
+    write(project, f"{MODULE_DIR}/sub/keep.txt", b"kept\n")
+    write(project, f"{MODULE_DIR}/sub/ident.txt", b"version $Id$\n")
+    pin = commit(project, "pin")
+    blob = run_git(project, "rev-parse", f"{pin}:{MODULE_DIR}/sub/ident.txt").strip()
+    (project / MODULE_DIR / "sub" / "ident.txt").unlink()
+    write(project, f"{MODULE_DIR}/step.py", step.format(version=1).encode())
+    commit(project, "head")
+    write(project, f"{MODULE_DIR}/sub/.gitattributes", b"*.txt ident\n")
+    status = git_status(project)
+    cls = load_source(f"pkg.mod.step.Step@{pin}", strategy="checkout")
+    assert sys.modules[cls.__module__].SEEN["ident.txt"] == f"version $Id: {blob} $\n".encode()
+    assert git_status(project) == status

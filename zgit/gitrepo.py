@@ -17,7 +17,7 @@ import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Tuple, Union
+from typing import Dict, Iterable, Iterator, List, Optional, Tuple, Union
 
 import pygit2
 
@@ -809,6 +809,25 @@ class GitRepo:
             return data
         name, command, required = driver
         return _run_filter(name, command, required, data, relpath, str(self.root))
+
+    def writes_blobs_as_they_are(self, directory: str, paths: "Iterable[str]") -> bool:
+        """True when ``git checkout`` writes the blobs of ``paths`` (below ``directory``)
+        byte for byte, so that :meth:`worktree_bytes` is the blob itself: no
+        ``core.autocrlf`` and no gitattributes file that could give them attributes (in
+        the work tree, among ``paths``, in the index, ``info/attributes``, the global or
+        the system file), hence no line-ending conversion, ``ident``,
+        ``working-tree-encoding`` or filter driver.  False (ask libgit2 per file) when in
+        doubt."""
+        settings = self._clean_settings()
+        if settings.autocrlf:
+            return False
+        paths = list(paths)
+        parents = {p.rpartition("/")[0] for p in paths}
+        for parent in parents:
+            if parent and os.path.lexists(os.path.join(self.root, parent, ".gitattributes")):
+                return False
+        listed = dict.fromkeys(paths)
+        return not self._attributes_may_apply(directory, listed, listed, self._current_index(), settings)
 
     def _filter_driver(self, relpath: str) -> "Tuple[str, str, bool] | None":
         """(name, smudge command, required) of the path's external filter driver, if any."""

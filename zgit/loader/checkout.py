@@ -381,8 +381,10 @@ def _make_parents(full: str, created_dirs: Optional[List[str]] = None) -> None:
             created_dirs.extend(reversed(missing))
 
 
-def _write_entry(git: GitRepo, full: str, relpath: str, entry: Entry, created_dirs: List[str]) -> None:
-    """Write ``entry`` at ``full`` as ``git checkout`` would (filters applied), by rename."""
+def _write_entry(git: GitRepo, full: str, relpath: str, entry: Entry, created_dirs: List[str],
+                 as_blob: bool = False) -> None:
+    """Write ``entry`` at ``full`` as ``git checkout`` would (filters applied), by rename.
+    ``as_blob``: no filter applies (:meth:`GitRepo.writes_blobs_as_they_are`)."""
     _make_parents(full, created_dirs)
     tmp = f"{full}{_TMP_MARK}"
     if entry.mode == MODE_LINK:
@@ -390,7 +392,7 @@ def _write_entry(git: GitRepo, full: str, relpath: str, entry: Entry, created_di
             os.unlink(tmp)
         os.symlink(os.fsdecode(git.blob(entry.oid)), tmp)
     else:
-        data = git.worktree_bytes(entry.oid, relpath)
+        data = git.blob(entry.oid) if as_blob else git.worktree_bytes(entry.oid, relpath)
         mode = 0o755 if entry.mode == MODE_EXEC else 0o644
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
@@ -1022,6 +1024,7 @@ def _materialize(git: GitRepo, changes: List[Change], module_dir: str, state: Pa
     asides: Dict[str, Aside] = journal["asides"]
     root = str(git.root)
     change = None
+    as_blob = git.writes_blobs_as_they_are(module_dir, [c.path for c in changes])
     try:
         for record in journal["bytecode"]:
             for name in record.names:
@@ -1048,7 +1051,7 @@ def _materialize(git: GitRepo, changes: List[Change], module_dir: str, state: Pa
             if change.pinned is None:
                 _prune_empty(git.root, change.path, module_dir)
             else:
-                _write_entry(git, full, change.path, change.pinned, [])
+                _write_entry(git, full, change.path, change.pinned, [], as_blob)
                 found = _stat_of(full)
                 if found is not None:
                     written[change.path] = found
