@@ -30,7 +30,7 @@ import os
 import stat
 import struct
 from dataclasses import dataclass
-from typing import Dict, List, NamedTuple, Optional, Tuple
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 _HEADER = struct.Struct(">4sII")
 _STAT = struct.Struct(">10I")
@@ -135,7 +135,9 @@ class GitIndex:
         # checksum has been verified (with_stat): a rewrite re-hashes from the first
         # changed entry only.
         self._checkpoints: Optional[List[Tuple[int, "hashlib._Hash"]]] = None
-        self._newest_mtime_s: Optional[int] = None
+        # Positions of the entries that may be racily clean: None means every entry (a
+        # parsed index); an index this module derived knows a short list (with_stat).
+        self._racy_candidates: Optional[List[int]] = None
         self._parse()
 
     # -- parsing -------------------------------------------------------------------------
@@ -225,22 +227,50 @@ class GitIndex:
         """The index file's bytes."""
         return self._data
 
-    def newest_mtime_s(self) -> int:
-        """An upper bound of the entries' mtimes (whole seconds, as stored): when it is
-        older than the index's own timestamp, no entry is racily clean."""
-        if self._newest_mtime_s is None:
-            data = self._data
-            # big-endian 32-bit fields compare as bytes do
-            newest = max((data[o + 8 : o + 12] for o in self._offsets), default=b"\0\0\0\0")
-            self._newest_mtime_s = int.from_bytes(newest, "big")
-        return self._newest_mtime_s
+    def racy_entries(self) -> List[Tuple[str, IndexEntry]]:
+        """The stage-0 entries (not submodules) that may be racily clean: mtime not older
+        than the index file's own (whole seconds).  Git compares their contents before it
+        writes the index again, and marks a changed one (size 0) so that it stays seen as
+        changed.  One pass over the entries for a parsed index; a derived one knows."""
+        found = []
+        for i in self._racy_positions():
+            entry = self._entry_at(i)
+            if entry.stage == 0 and entry.mode & 0o170000 != 0o160000:
+                found.append((os.fsdecode(self._paths[i]), entry))
+        return found
 
-    def with_stat(self, stats: Dict[str, os.stat_result]) -> "GitIndex":
+    def _racy_positions(self) -> List[int]:
+        if self.timestamp_ns is None:  # derived and not written yet: any candidate may be
+            return list(range(len(self._offsets)) if self._racy_candidates is None else self._racy_candidates)
+        seconds = (self.timestamp_ns // 1_000_000_000) & _MASK
+        known = self.__dict__.get("_racy_known")
+        if known is not None and known[0] == seconds:
+            return known[1]
+        threshold = seconds.to_bytes(4, "big")
+        data, offsets = self._data, self._offsets
+        candidates = range(len(offsets)) if self._racy_candidates is None else self._racy_candidates
+        # big-endian 32-bit mtimes compare as their bytes do
+        found = [i for i in candidates if data[offsets[i] + 8 : offsets[i] + 12] >= threshold]
+        self._racy_known = (seconds, found)
+        return found
+
+    def _stage0_position(self, path: str) -> int:
+        key = os.fsencode(path)
+        i = bisect.bisect_left(self._paths, key)
+        while i < len(self._paths) and self._paths[i] == key and self._entry_at(i).stage != 0:
+            i += 1
+        if i >= len(self._paths) or self._paths[i] != key:
+            raise IndexFormatError(f"no stage-0 entry for {path!r}")
+        return i
+
+    def with_stat(self, stats: Dict[str, os.stat_result], smudge: Sequence[str] = ()) -> "GitIndex":
         """This index with the stat data of the stage-0 entries of ``stats``'s paths taken
         from those stat results (object ids, modes, flags and extensions kept), and a new
         checksum: what ``git update-index --refresh`` records for files whose content is
-        known to be their indexed blob.  The result's ``timestamp_ns`` is None until the
-        caller writes it and sets it from the written file.
+        known to be their indexed blob.  The entries of ``smudge`` get size 0, as git
+        marks a racily clean entry whose file changed (see :meth:`racy_entries`).  The
+        result's ``timestamp_ns`` is None until the caller writes it and sets it from the
+        written file.
 
         Raises :class:`IndexFormatError` for a path without a stage-0 entry, and
         :class:`IndexChecksumError` when this index's own checksum is wrong (a damaged
@@ -262,24 +292,22 @@ class GitIndex:
                 raise IndexChecksumError("the index checksum does not match its content")
             self._checkpoints = checkpoints
         patches: List[Tuple[int, bytes]] = []
-        newest = self.newest_mtime_s()
-        for path, st in stats.items():
-            key = os.fsencode(path)
-            i = bisect.bisect_left(self._paths, key)
-            while i < len(self._paths) and self._paths[i] == key and self._entry_at(i).stage != 0:
-                i += 1
-            if i >= len(self._paths) or self._paths[i] != key:
-                raise IndexFormatError(f"no stage-0 entry for {path!r}")
+        touched: List[int] = []
+        for path, st in list(stats.items()) + [(p, None) for p in smudge if p not in stats]:
+            i = self._stage0_position(path)
             offset = self._offsets[i]
-            mode = _STAT.unpack_from(self._data, offset)[6]  # git's mode, not the file's
-            mtime_s = (st.st_mtime_ns // 1_000_000_000) & _MASK
-            patches.append((offset, _STAT.pack(
-                (st.st_ctime_ns // 1_000_000_000) & _MASK, st.st_ctime_ns % 1_000_000_000,
-                mtime_s, st.st_mtime_ns % 1_000_000_000,
-                st.st_dev & _MASK, st.st_ino & _MASK, mode, st.st_uid & _MASK, st.st_gid & _MASK,
-                st.st_size & _MASK,
-            )))
-            newest = max(newest, mtime_s)
+            fields = list(_STAT.unpack_from(self._data, offset))
+            if st is None:
+                fields[9] = 0  # size: never matches a file again until git re-reads it
+            else:
+                fields = [
+                    (st.st_ctime_ns // 1_000_000_000) & _MASK, st.st_ctime_ns % 1_000_000_000,
+                    (st.st_mtime_ns // 1_000_000_000) & _MASK, st.st_mtime_ns % 1_000_000_000,
+                    st.st_dev & _MASK, st.st_ino & _MASK, fields[6],  # git's mode, not the file's
+                    st.st_uid & _MASK, st.st_gid & _MASK, st.st_size & _MASK,
+                ]
+            patches.append((offset, _STAT.pack(*fields)))
+            touched.append(i)
         patches.sort()
         pieces, pos = [], 0
         for offset, packed in patches:
@@ -296,8 +324,11 @@ class GitIndex:
         derived._data = data + digest
         derived.timestamp_ns = None  # type: ignore[assignment]
         derived._by_dir, derived._got = {}, {}
+        derived.__dict__.pop("_racy_known", None)
         derived._checkpoints = new_checkpoints
-        derived._newest_mtime_s = newest
+        # Racy in the derived index (written later, so its timestamp is not older) can
+        # only be what was racy here, or what was rewritten.
+        derived._racy_candidates = sorted(set(self._racy_positions()) | set(touched))
         if isinstance(self._paths, _PathView):
             derived._paths = _PathView(derived._data, self._offsets, self._lengths, _STAT_BYTES + self._oid_size)
         return derived

@@ -921,11 +921,12 @@ class GitRepo:
             stats[relpath] = st
         if not stats:
             return []
-        if index.newest_mtime_s() >= (index.timestamp_ns // 1_000_000_000) & 0xFFFFFFFF:
-            _log.debug("refreshing the index through libgit2: an entry may be racily clean")
+        smudge = self._racily_changed([(p, e) for p, e in index.racy_entries() if p not in stats])
+        if smudge is None:
+            _log.debug("refreshing the index through libgit2: many entries may be racily clean")
             return None
         try:
-            refreshed = index.with_stat(stats)
+            refreshed = index.with_stat(stats, smudge)
         except IndexChecksumError:
             _log.warning("not refreshing the index after a checkout: its checksum does not match "
                          "its content (damaged?); 'git fsck' tells more")
@@ -968,6 +969,34 @@ class GitRepo:
         refreshed.timestamp_ns = written.st_mtime_ns
         self._index = (stat_key(written), refreshed)
         return list(stats)
+
+    def _racily_changed(self, racy: List[Tuple[str, IndexEntry]], limit: int = 64) -> Optional[List[str]]:
+        """Of index entries that may be racily clean, those whose file git would mark
+        before writing the index again (read-cache.c, ce_smudge_racily_clean_entry): the
+        stat data still match, the content does not.  None when there are more than
+        ``limit`` to read (the caller lets libgit2 do it)."""
+        if len(racy) > limit:
+            return None
+        changed: List[str] = []
+        if not racy:
+            return changed
+        settings = self._clean_settings()
+        for relpath, cached in racy:
+            full = os.path.join(self.root, relpath)
+            try:
+                st = os.lstat(full)
+            except OSError:
+                continue  # gone: the stat data do not match, git sees it without help
+            if not stat_matches(cached, st, settings.policy):
+                continue
+            entry = Entry(cached.oid, cached.mode)
+            if stat.S_ISLNK(st.st_mode):
+                same = str(pygit2.hash(os.fsencode(os.readlink(full)))) == cached.oid
+            else:
+                same = bool(self._content_equal(relpath, full, entry, cached, settings, True))
+            if not same:
+                changed.append(relpath)
+        return changed
 
     # -- read-only helpers for the command line (zgit/cli.py) ----------------------------
 
