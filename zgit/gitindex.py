@@ -287,7 +287,7 @@ class GitIndex:
         checkpoints = self._checkpoints
         end = len(self._data) - self._oid_size
         if checkpoints is None:
-            checkpoints, digest = _hash_with_checkpoints(new_hash(), self._data, 0, end, [])
+            checkpoints, digest = _hash_with_checkpoints(new_hash(), [memoryview(self._data)[:end]], 0, end, [])
             if digest != self._data[end:]:
                 raise IndexChecksumError("the index checksum does not match its content")
             self._checkpoints = checkpoints
@@ -309,19 +309,21 @@ class GitIndex:
             patches.append((offset, _STAT.pack(*fields)))
             touched.append(i)
         patches.sort()
-        pieces, pos = [], 0
+        view = memoryview(self._data)
+        pieces: list = []
+        pos = 0
         for offset, packed in patches:
-            pieces += (self._data[pos:offset], packed)
+            pieces += (view[pos:offset], packed)
             pos = offset + _STAT_BYTES
-        pieces.append(self._data[pos:end])
-        data = b"".join(pieces)
+        pieces.append(view[pos:end])
         first = patches[0][0] if patches else end
         kept = [c for c in checkpoints if c[0] <= first]
         start, state = kept[-1]
-        new_checkpoints, digest = _hash_with_checkpoints(state.copy(), data, start, end, kept)
+        new_checkpoints, digest = _hash_with_checkpoints(state.copy(), pieces, start, end, kept)
+        pieces.append(digest)
         derived = GitIndex.__new__(GitIndex)
         derived.__dict__.update(self.__dict__)
-        derived._data = data + digest
+        derived._data = b"".join(pieces)  # the one copy of the index's bytes
         derived.timestamp_ns = None  # type: ignore[assignment]
         derived._by_dir, derived._got = {}, {}
         derived.__dict__.pop("_racy_known", None)
@@ -403,18 +405,24 @@ class _PathView:
         return self._data[start : start + self._lengths[i]]
 
 
-def _hash_with_checkpoints(hasher, data, start: int, end: int, checkpoints: list):
-    """Hash ``data[start:end]`` into ``hasher`` (which holds ``data[:start]``), keeping its
-    state at every multiple of _CHECKPOINT; returns (checkpoints, digest)."""
+def _hash_with_checkpoints(hasher, segments, start: int, end: int, checkpoints: list):
+    """Hash bytes ``start`` to ``end`` of the stream that ``segments`` (buffers, in order)
+    make up into ``hasher`` (which holds the bytes before ``start``), keeping its state at
+    every multiple of _CHECKPOINT; returns (checkpoints, digest).  Segments are hashed
+    where they lie: the stream is never copied into one buffer for it."""
     checkpoints = list(checkpoints) if checkpoints else [(0, hasher.copy())]
-    view = memoryview(data)
-    pos = start
-    while pos < end:
-        stop = min(end, (pos // _CHECKPOINT + 1) * _CHECKPOINT)
-        hasher.update(view[pos:stop])
-        pos = stop
-        if pos % _CHECKPOINT == 0 and pos < end:
-            checkpoints.append((pos, hasher.copy()))
+    pos = 0
+    for segment in segments:
+        view = memoryview(segment)
+        segment_end = pos + len(view)
+        at = max(start, pos)
+        while at < segment_end:
+            stop = min(segment_end, (at // _CHECKPOINT + 1) * _CHECKPOINT)
+            hasher.update(view[at - pos : stop - pos])
+            at = stop
+            if at % _CHECKPOINT == 0 and at < end:
+                checkpoints.append((at, hasher.copy()))
+        pos = segment_end
     return checkpoints, hasher.digest()
 
 
