@@ -7,6 +7,7 @@ immutable, so what is read from them is cached by object id.
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import logging
 import os
@@ -401,7 +402,7 @@ class GitRepo:
 
         hits = 0  # files the stat cache proves clean (not put in `seen`: the hot loop)
         no_signatures: Dict[str, tuple] = {}
-        for rel, items in _walk_files(base, directory, gitlinks, pruned):
+        for rel, where, items in _walk_files(base, directory, gitlinks, pruned):
             signatures = trusted.get(rel, no_signatures)
             for item in items:
                 name = item.name
@@ -428,7 +429,7 @@ class GitRepo:
                     continue
                 if st is None:
                     st = item.stat(follow_symlinks=False)
-                misses.append((relpath, item.path, st, entry, indexed.get(relpath)))
+                misses.append((relpath, os.path.join(where, name), st, entry, indexed.get(relpath)))
         if misses:
             settings = self._clean_settings()
             convert = settings.autocrlf or self._attributes_may_apply(directory, seen, expected, index, settings)
@@ -439,7 +440,7 @@ class GitRepo:
         wanted = self._tracked_files(expected)
         if hits + sum(1 for p in seen if p in expected) < len(wanted):
             # Something tracked is gone: list what is there (names only, no stat) to say what.
-            present = {rel + item.name for rel, items in _walk_files(base, directory, gitlinks, pruned) for item in items}
+            present = {rel + item.name for rel, _, items in _walk_files(base, directory, gitlinks, pruned) for item in items}
             for path in wanted:
                 if path in present:
                     continue
@@ -1151,35 +1152,61 @@ def _matches(full: str, st: os.stat_result, entry: Entry) -> bool:
     return str(pygit2.hashfile(full)) == entry.oid
 
 
-def _walk_files(base: str, directory: str, gitlinks, pruned) -> Iterator[Tuple[str, List["os.DirEntry[str]"]]]:
+_SCANDIR_FD = os.scandir in os.supports_fd
+_DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+def _walk_files(base: str, directory: str, gitlinks, pruned) -> Iterator[Tuple[str, str, List["os.DirEntry[str]"]]]:
     """Yield, for every directory below ``base`` (``base`` included), its repository path
-    prefix and its entries that are files (not bytecode caches) or gitlinks; an entry's
-    ``stat(follow_symlinks=False)`` is its lstat.  Batches per directory keep the
-    caller's loop over files tight."""
+    prefix, its full path, and its entries that are files (not bytecode caches) or
+    gitlinks; an entry's ``stat(follow_symlinks=False)`` is its lstat, valid until the
+    next directory is asked for.  Batches per directory keep the caller's loop over files
+    tight.
+
+    Each directory is listed through a descriptor where the platform allows: the lstat
+    of each entry then resolves one name, not every component of its full path (a fifth
+    less per file in a module directory a few levels deep)."""
     prefix = "" if directory in ("", ".") else directory.rstrip("/") + "/"
     stack = [(base, prefix)]
     while stack:
         current, rel = stack.pop()
+        fd = -1
         try:
-            scan = os.scandir(current)
+            if _SCANDIR_FD:
+                # below the base only directories that were no symlinks when listed: one
+                # that has become a symlink since is not followed
+                fd = os.open(current, _DIR_FLAGS if current is base else _DIR_FLAGS | getattr(os, "O_NOFOLLOW", 0))
+                scan = os.scandir(fd)
+            else:
+                scan = os.scandir(current)
         except (FileNotFoundError, NotADirectoryError):
             continue
-        files = []
-        with scan:
-            for item in scan:
-                name = item.name
-                if item.is_dir(follow_symlinks=False):
-                    relpath = rel + name
-                    if name == _CACHE_DIR or name == ".git" or relpath in gitlinks:
-                        if relpath in gitlinks:
-                            files.append(item)
-                        continue
-                    if pruned(relpath):
-                        continue
-                    stack.append((item.path, relpath + "/"))
-                elif not name.endswith(_CACHE_SUFFIXES):
-                    files.append(item)
-        yield rel, files
+        except OSError as exc:
+            if fd >= 0:
+                os.close(fd)
+            if exc.errno == errno.ELOOP:  # replaced by a symlink since it was listed
+                continue
+            raise
+        try:
+            files = []
+            with scan:
+                for item in scan:
+                    name = item.name
+                    if item.is_dir(follow_symlinks=False):
+                        relpath = rel + name
+                        if name == _CACHE_DIR or name == ".git" or relpath in gitlinks:
+                            if relpath in gitlinks:
+                                files.append(item)
+                            continue
+                        if pruned(relpath):
+                            continue
+                        stack.append((os.path.join(current, name), relpath + "/"))
+                    elif not name.endswith(_CACHE_SUFFIXES):
+                        files.append(item)
+            yield rel, current, files
+        finally:
+            if fd >= 0:
+                os.close(fd)
 
 
 @functools.lru_cache(maxsize=256)
