@@ -286,7 +286,12 @@ class GitIndex:
             raise IndexFormatError(f"object ids of {self._oid_size} bytes")
         checkpoints = self._checkpoints
         end = len(self._data) - self._oid_size
-        if checkpoints is None:
+        # index.skipHash (git 2.40; feature.manyFiles turns it on): git writes no
+        # checksum, zeros in its place, and so does this rewrite.
+        skip_hash = self._data[end:] == bytes(self._oid_size)
+        if skip_hash:
+            checkpoints = [(0, new_hash())]
+        elif checkpoints is None:
             checkpoints, digest = _hash_with_checkpoints(new_hash(), [memoryview(self._data)[:end]], 0, end, [])
             if digest != self._data[end:]:
                 raise IndexChecksumError("the index checksum does not match its content")
@@ -319,7 +324,10 @@ class GitIndex:
         first = patches[0][0] if patches else end
         kept = [c for c in checkpoints if c[0] <= first]
         start, state = kept[-1]
-        new_checkpoints, digest = _hash_with_checkpoints(state.copy(), pieces, start, end, kept)
+        if skip_hash:
+            new_checkpoints, digest = None, bytes(self._oid_size)
+        else:
+            new_checkpoints, digest = _hash_with_checkpoints(state.copy(), pieces, start, end, kept)
         pieces.append(digest)
         derived = GitIndex.__new__(GitIndex)
         derived.__dict__.update(self.__dict__)
