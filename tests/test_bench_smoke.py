@@ -14,9 +14,11 @@ ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "scripts" / "bench.py"
 
 PIN_CHECK_KEYS = {"zgit_ms", "legacy_ms", "git_cli_ms"}
-PIN_DIR_KEYS = {"dir_scaling", "dir_1000_vs_git", "bigfile_vs_git", "autocrlf_vs_git"}
+PIN_DIR_KEYS = {"dir_scaling", "dir_1000_vs_git", "bigfile_vs_git", "autocrlf_vs_git",
+                "dir_scaling_lstat_floor", "dir_1000_vs_lstat"}
 LOAD_KEYS = {"checkout_ms", "legacy_ms", "plain_import_ms", "memory_ms", "repeat_us",
-             "plain_pyc_ms", "memory_cold_ms", "memory_vs_pyc", "memory_vs_pyc_cold"}
+             "plain_pyc_ms", "memory_cold_ms", "memory_vs_pyc", "memory_vs_pyc_cold",
+             "index_write_ms", "index_parse_ms", "checkout_overhead_ceiling"}
 
 
 @pytest.mark.slow
