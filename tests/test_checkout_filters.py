@@ -246,3 +246,27 @@ def test_an_untracked_gitattributes_below_the_module_directory_applies_too(proje
     cls = load_source(f"pkg.mod.step.Step@{pin}", strategy="checkout")
     assert sys.modules[cls.__module__].SEEN["ident.txt"] == f"version $Id: {blob} $\n".encode()
     assert git_status(project) == status
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
+def test_pinned_files_get_the_permissions_git_checkout_gives_them(project, umask):
+    """git creates a file 0666 (0777 when executable) less the umask: so does the checkout,
+    also where the umask is 002 (Debian's for users with their own group) or 077."""
+    step = STEP.replace("SEEN[_name] = _handle.read()", "SEEN[_name] = os.stat(os.path.join(HERE, _name)).st_mode & 0o777")
+    write(project, "pkg/__init__.py", b"")
+    write(project, f"{MODULE_DIR}/__init__.py", b"")
+    write(project, f"{MODULE_DIR}/step.py", step.format(version=0).encode())
+    write(project, f"{MODULE_DIR}/plain.txt", b"plain\n")
+    write(project, f"{MODULE_DIR}/tool.txt", b"#!/bin/sh\n", mode=0o755)
+    pin = commit(project, "pin")
+    (project / MODULE_DIR / "plain.txt").unlink()
+    (project / MODULE_DIR / "tool.txt").unlink()
+    write(project, f"{MODULE_DIR}/step.py", step.format(version=1).encode())
+    commit(project, "head")
+    previous = os.umask(umask)
+    try:
+        cls = load_source(f"pkg.mod.step.Step@{pin}", strategy="checkout")
+    finally:
+        os.umask(previous)
+    seen = sys.modules[cls.__module__].SEEN
+    assert seen == {"plain.txt": 0o666 & ~umask, "tool.txt": 0o777 & ~umask}

@@ -382,33 +382,41 @@ def _make_parents(full: str, created_dirs: Optional[List[str]] = None) -> None:
 
 
 def _write_entry(git: GitRepo, full: str, relpath: str, entry: Entry, created_dirs: List[str],
-                 as_blob: bool = False) -> None:
+                 as_blob: bool = False, vacant: bool = False) -> None:
     """Write ``entry`` at ``full`` as ``git checkout`` would (filters applied), by rename.
-    ``as_blob``: no filter applies (:meth:`GitRepo.writes_blobs_as_they_are`)."""
+    ``as_blob``: no filter applies (:meth:`GitRepo.writes_blobs_as_they_are`).
+    ``vacant``: the caller emptied the name (the user's file waits aside)."""
     _make_parents(full, created_dirs)
     tmp = f"{full}{_TMP_MARK}"
     if entry.mode == MODE_LINK:
-        with contextlib.suppress(FileNotFoundError):
+        target = os.fsdecode(git.blob(entry.oid))
+        try:
+            os.symlink(target, tmp)
+        except FileExistsError:  # left by a process killed while writing it
             os.unlink(tmp)
-        os.symlink(os.fsdecode(git.blob(entry.oid)), tmp)
+            os.symlink(target, tmp)
     else:
         data = git.blob(entry.oid) if as_blob else git.worktree_bytes(entry.oid, relpath)
-        mode = 0o755 if entry.mode == MODE_EXEC else 0o644
-        with contextlib.suppress(FileNotFoundError):
+        # What git creates: 0666 or 0777 less the umask (or as a default ACL says).
+        mode = 0o777 if entry.mode == MODE_EXEC else 0o666
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+        try:
+            fd = os.open(tmp, flags, mode)
+        except FileExistsError:  # left by a process killed while writing it
             os.unlink(tmp)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+            fd = os.open(tmp, flags, mode)
         try:
             view = memoryview(data)
             while view:
                 written = os.write(fd, view)
                 view = view[written:]
-            os.fchmod(fd, mode & ~_umask())
         finally:
             os.close(fd)
-    # The name is empty here (the user's file waits aside); unlink anyway, since renaming
-    # over an existing file makes ext4 flush the new data to disk first (auto_da_alloc).
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(full)
+    if not vacant:
+        # Renaming over an existing file makes ext4 flush the new data to disk first
+        # (auto_da_alloc): unlink it first.
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(full)
     os.rename(tmp, full)
 
 
@@ -429,18 +437,25 @@ def _remove(full: str) -> None:
         os.unlink(full)
 
 
-def _cache_names(root: str, directory: str, stem: str) -> Optional[List[str]]:
+def _cache_names(root: str, directory: str, stem: str,
+                 listings: Optional[Dict[str, Optional[List[str]]]] = None) -> Optional[List[str]]:
     """Names of ``stem``'s bytecode files in the ``__pycache__`` at ``directory`` (sorted),
     None when that is a symlink or a file: a pinned tree can hold one pointing anywhere,
-    and it is never followed."""
-    cache = os.path.join(root, *directory.split("/"))
-    try:
-        if not stat.S_ISDIR(os.lstat(cache).st_mode):
-            return None
-        names = os.listdir(cache)
-    except FileNotFoundError:
-        return []
-    except OSError:
+    and it is never followed.  ``listings``: the directories listed so far, by the same
+    caller (one listing serves every module of a directory)."""
+    if listings is not None and directory in listings:
+        names = listings[directory]
+    else:
+        cache = os.path.join(root, *directory.split("/"))
+        try:
+            names = os.listdir(cache) if stat.S_ISDIR(os.lstat(cache).st_mode) else None
+        except FileNotFoundError:
+            names = []
+        except OSError:
+            names = None
+        if listings is not None:
+            listings[directory] = names
+    if names is None:
         return None
     prefix = stem + "."
     # <stem>.<tag>.pyc or <stem>.<tag>.opt-N.pyc: a dotted stem of another file never matches
@@ -551,7 +566,8 @@ def undo(git: GitRepo, journal: dict, *, written: Optional[Dict[str, Stat]] = No
         # Behind a symlink (a pinned one, maybe pointing out of the repository) the path
         # does not exist, as git sees it: never look, or delete, through one.
         behind = _behind_link(root, change.path, parents)
-        if not behind:
+        # A half-written pinned file: after a kill (no `written`), or where writing failed.
+        if not behind and change.pinned is not None and (written is None or change.path not in written):
             with contextlib.suppress(FileNotFoundError, NotADirectoryError):
                 os.unlink(full + _TMP_MARK)
         aside = asides.get(change.path)
@@ -642,8 +658,9 @@ def undo(git: GitRepo, journal: dict, *, written: Optional[Dict[str, Stat]] = No
 def _restore_bytecode(git: GitRepo, records: List[Bytecode], asides: Dict[str, Aside]) -> None:
     """Delete bytecode written during the checkout; move the user's own back."""
     root = str(git.root)
+    listings: Dict[str, Optional[List[str]]] = {}  # each stem's files only change its own names
     for record in records:
-        current = _cache_names(root, record.directory, record.stem)
+        current = _cache_names(root, record.directory, record.stem, listings)
         if current is None:
             continue  # a symlink: never followed
         cache = os.path.join(root, *record.directory.split("/"))
@@ -889,6 +906,7 @@ def _plan_asides(git: GitRepo, state: Path, changes: List[Change]):
 
     bytecode: List[Bytecode] = []
     stems = set()
+    listings: Dict[str, Optional[List[str]]] = {}
     for change in changes:
         if change.original is not None and not change.original.is_gitlink:
             full = os.path.join(root, *change.path.split("/"))
@@ -904,7 +922,7 @@ def _plan_asides(git: GitRepo, state: Path, changes: List[Change]):
             cache_dir = f"{directory}/__pycache__" if directory else "__pycache__"
             if _behind_link(root, cache_dir + "/x", {}):
                 continue
-            names = _cache_names(root, cache_dir, name[:-3])
+            names = _cache_names(root, cache_dir, name[:-3], listings)
             if names is None:
                 continue
             bytecode.append(Bytecode(cache_dir, name[:-3], tuple(names)))
@@ -997,7 +1015,7 @@ def _own_permissions(git: GitRepo, changes: List[Change]) -> Dict[str, int]:
             st = os.lstat(os.path.join(str(git.root), *change.path.split("/")))
         except OSError:
             continue
-        default = (0o755 if change.original.mode == MODE_EXEC else 0o644) & ~_umask()
+        default = (0o777 if change.original.mode == MODE_EXEC else 0o666) & ~_umask()
         if stat.S_ISREG(st.st_mode) and stat.S_IMODE(st.st_mode) != default:
             out[change.path] = stat.S_IMODE(st.st_mode)
     return out
@@ -1051,7 +1069,8 @@ def _materialize(git: GitRepo, changes: List[Change], module_dir: str, state: Pa
             if change.pinned is None:
                 _prune_empty(git.root, change.path, module_dir)
             else:
-                _write_entry(git, full, change.path, change.pinned, [], as_blob)
+                _write_entry(git, full, change.path, change.pinned, [], as_blob,
+                             vacant=change.path in asides or change.original is None)
                 found = _stat_of(full)
                 if found is not None:
                     written[change.path] = found
