@@ -788,6 +788,10 @@ class GitRepo:
         with self._lock:
             load_filters = getattr(self._repo, "load_filter_list", None)
             try:
+                # Attributes first: libgit2 reads them from the index too, and refuses a
+                # damaged one here, in this thread (BlobIO, below, filters in a thread of
+                # its own, and pygit2 before 1.19 then waits for it forever).
+                driver = self._filter_driver(relpath)
                 if load_filters is None:
                     # pygit2 before 1.19 (the newest for Python 3.10 is 1.18) cannot say which
                     # filters apply: BlobIO applies whichever do (none: the blob's own bytes).
@@ -805,7 +809,6 @@ class GitRepo:
                     "repository or its index is damaged ('rm .git/index; git reset' rebuilds the "
                     "index), or load with strategy='memory'"
                 ) from exc
-            driver = self._filter_driver(relpath)
         if driver is None:
             return data
         name, command, required = driver
