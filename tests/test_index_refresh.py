@@ -309,3 +309,19 @@ def test_an_index_written_with_skip_hash_keeps_its_zero_checksum(repo):
     assert after != data[:-20] + bytes(20)  # the stat data of the files put back were refreshed
     assert git_rc(repo, "diff-index", "--quiet", "HEAD").returncode == 0
     assert git_rc(repo, "diff-files", "--quiet").returncode == 0
+
+
+def test_a_symlinked_index_stays_a_symlink(repo):
+    """Some tools keep the index elsewhere and link it: git writes through the link, so
+    the refresh must too (it leaves it to libgit2)."""
+    shas = build_history(repo, 2)
+    settle(repo)
+    index_path = repo.path / ".git" / "index"
+    elsewhere = repo.path.parent / "index-elsewhere"
+    index_path.rename(elsewhere)
+    index_path.symlink_to(elsewhere)
+    time.sleep(1.05 - time.time() % 1)
+    load_source(f"{SOURCE}@{shas[0]}", strategy="checkout")
+    assert index_path.is_symlink()
+    assert git_rc(repo, "diff-index", "--quiet", "HEAD").returncode == 0
+    assert repo.status() == ""

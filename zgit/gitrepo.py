@@ -940,7 +940,9 @@ class GitRepo:
             return None
         lock_path = path + ".lock"
         try:
-            old = os.stat(path)
+            old = os.lstat(path)
+            if not stat.S_ISREG(old.st_mode):
+                return None  # a symlinked index: git writes through it, and so does libgit2
             fd = os.open(lock_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, stat.S_IMODE(old.st_mode))
         except FileExistsError:
             _log.info("the index is locked by another git process (%s); git refreshes the "
