@@ -138,6 +138,7 @@ class GitIndex:
         # Positions of the entries that may be racily clean: None means every entry (a
         # parsed index); an index this module derived knows a short list (with_stat).
         self._racy_candidates: Optional[List[int]] = None
+        self._racy_known: Optional[Tuple[int, List[int]]] = None  # (index second, positions)
         self._parse()
 
     # -- parsing -------------------------------------------------------------------------
@@ -243,7 +244,7 @@ class GitIndex:
         if self.timestamp_ns is None:  # derived and not written yet: any candidate may be
             return list(range(len(self._offsets)) if self._racy_candidates is None else self._racy_candidates)
         seconds = (self.timestamp_ns // 1_000_000_000) & _MASK
-        known = self.__dict__.get("_racy_known")
+        known = self._racy_known
         if known is not None and known[0] == seconds:
             return known[1]
         threshold = seconds.to_bytes(4, "big")
@@ -274,9 +275,8 @@ class GitIndex:
 
         Raises :class:`IndexFormatError` for a path without a stage-0 entry, and
         :class:`IndexChecksumError` when this index's own checksum is wrong (a damaged
-        index is never re-sealed).  Costs
-        one hash of the bytes from the first changed entry on, plus, the first time, one
-        of the whole file.
+        index is never re-sealed).  Costs one copy of the bytes and one hash of those from
+        the first changed entry on, plus, the first time, a hash of the whole file.
         """
         if self._oid_size == 20:
             new_hash = hashlib.sha1
@@ -334,7 +334,7 @@ class GitIndex:
         derived._data = b"".join(pieces)  # the one copy of the index's bytes
         derived.timestamp_ns = None  # type: ignore[assignment]
         derived._by_dir, derived._got = {}, {}
-        derived.__dict__.pop("_racy_known", None)
+        derived._racy_known = None
         derived._checkpoints = new_checkpoints
         # Racy in the derived index (written later, so its timestamp is not older) can
         # only be what was racy here, or what was rewritten.

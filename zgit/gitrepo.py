@@ -903,9 +903,10 @@ class GitRepo:
         check.  Costs one write of the index and a hash of its bytes from the first
         changed entry on, where libgit2 parses and re-serializes every entry.
 
-        None (the caller takes libgit2's way) when that would not be what git writes: no
-        usable parse, or an entry that may be racily clean (git then compares contents
-        and marks a changed file's entry before writing; libgit2 does that too).
+        Entries that may be racily clean are read first, as git reads them before it
+        writes an index (:meth:`_racily_changed`).  None (the caller takes libgit2's way)
+        where libgit2 does better: no usable parse, more than 64 racy entries to read, a
+        symlinked index, or an index another writer replaced meanwhile.
         """
         path = os.path.join(self.git_dir, "index")
         index = self._current_index()
