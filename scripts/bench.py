@@ -989,6 +989,48 @@ def bench_load(base: Path, quick: bool, profile: Optional[dict], filler: int = 0
         Contender("path", repeat_with(str(root)), 5 if quick else 21),
     ])
 
+    # The checkout's locks (thread lock, then filelock's lock_descriptor on a descriptor
+    # kept open), against a bare flock() on a kept descriptor and against filelock's
+    # FileLock, which opens, locks and closes the file every time.
+    import fcntl
+
+    import filelock
+
+    from zgit.loader import checkout as checkout_module
+
+    lock_batch = 500 if quick else 5000
+    kept_path = str(repository.git.git_dir / "zgit" / "bench-flock")
+    kept_fd = os.open(kept_path, os.O_RDWR | os.O_CREAT, 0o644)
+    file_lock = filelock.FileLock(str(repository.git.git_dir / "zgit" / "bench-filelock"))
+
+    def zgit_locks() -> float:
+        def run() -> None:
+            for _ in range(lock_batch):
+                with checkout_module.locked(repository.git, 10.0):
+                    pass
+        return timed(run) / lock_batch
+
+    def kept_flock() -> float:
+        def run() -> None:
+            for _ in range(lock_batch):
+                fcntl.flock(kept_fd, fcntl.LOCK_EX)
+                fcntl.flock(kept_fd, fcntl.LOCK_UN)
+        return timed(run) / lock_batch
+
+    def file_lock_cycle() -> float:
+        def run() -> None:
+            for _ in range(lock_batch // 10):
+                with file_lock:
+                    pass
+        return timed(run) / (lock_batch // 10)
+
+    locks = interleave([
+        Contender("zgit", zgit_locks, 5 if quick else 15),
+        Contender("kept_flock", kept_flock, 5 if quick else 15),
+        Contender("filelock", file_lock_cycle, 5 if quick else 15),
+    ])
+    os.close(kept_fd)
+
     if profile is not None:
         def loads(strategy: str, count: int):
             for _ in range(count):
@@ -1019,6 +1061,11 @@ def bench_load(base: Path, quick: bool, profile: Optional[dict], filler: int = 0
         "memory_vs_pyc_wall": median(times["memory"]) / median(times["plain_pyc"]),
         "memory_vs_pyc_cold_wall": median(times["memory_cold"]) / median(times["plain_pyc"]),
         "repeat_us": median(repeats["repository"]) * 1e6,
+        # taking and releasing the checkout's locks, a bare flock() on a kept descriptor,
+        # filelock's FileLock (what every load paid before lock_descriptor)
+        "lock_us": median(locks["zgit"]) * 1e6,
+        "kept_flock_us": median(locks["kept_flock"]) * 1e6,
+        "filelock_us": median(locks["filelock"]) * 1e6,
         "repeat_path_us": median(repeats["path"]) * 1e6,
         "compile_ms": median(times["compile"]) * 1e3,
         "unmarshal_ms": median(times["unmarshal"]) * 1e3,
@@ -1843,6 +1890,10 @@ def render(results: dict) -> str:
                          f"legacy {ms(big_load['legacy_ms'])} "
                          f"({x(_ratio(big_load['legacy_ms'], big_load['checkout_ms']))}), "
                          f"memory {ms(big_load['memory_ms'])}, plain import {ms(big_load['plain_import_ms'])}")
+        if load.get("lock_us") is not None:
+            lines.append(f"  checkout locks, take and release: {load['lock_us']:.1f} us (a bare flock() on a "
+                         f"kept descriptor {load['kept_flock_us']:.1f} us; filelock's FileLock "
+                         f"{load['filelock_us']:.0f} us)")
         lines.append(f"  checkout overhead, (legacy - plain) / (checkout - memory): "
                      f"{x(load.get('checkout_overhead_small'))} here"
                      + (f", {x(load.get('checkout_overhead_20k'))} in the 20k-file repository" if big_load else ""))
