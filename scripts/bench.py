@@ -845,18 +845,18 @@ def bench_load(base: Path, quick: bool, profile: Optional[dict], filler: int = 0
     index_copy.parent.mkdir(exist_ok=True)
     shutil.copyfile(repository.git.git_dir / "index", index_copy)
 
+    def write_index_copy(data: bytes) -> None:
+        lock = str(index_copy) + ".lock"
+        fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            os.write(fd, data)
+        finally:
+            os.close(fd)
+        os.rename(lock, index_copy)
+
     def index_write() -> float:
         data = (repository.git.git_dir / "index").read_bytes()
-        lock = str(index_copy) + ".lock"
-
-        def write() -> None:
-            fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            try:
-                os.write(fd, data)
-            finally:
-                os.close(fd)
-            os.rename(lock, index_copy)
-        return timed(write)
+        return timed(lambda: write_index_copy(data))
 
     # The file operations a checkout of this pin makes, replayed with none of zgit's logic:
     # the journal (written by rename, deleted), each changed file and its bytecode moved
@@ -895,11 +895,7 @@ def bench_load(base: Path, quick: bool, profile: Optional[dict], filler: int = 0
                 os.rename(aside[k], full)
             for k, pyc in enumerate(pycs):
                 os.rename(aside[len(changed) + k], pyc)
-            lock = str(index_copy) + ".lock"
-            fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            os.write(fd, data)
-            os.close(fd)
-            os.rename(lock, index_copy)
+            write_index_copy(data)
             os.unlink(journal)
         return timed(ops)
 

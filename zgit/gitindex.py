@@ -255,14 +255,15 @@ class GitIndex:
         self._racy_known = (seconds, found)
         return found
 
-    def _stage0_position(self, path: str) -> int:
+    def _stage0_position(self, path: str) -> Optional[int]:
+        """Where the stage-0 entry of ``path`` is, if it has one."""
         key = os.fsencode(path)
         i = bisect.bisect_left(self._paths, key)
-        while i < len(self._paths) and self._paths[i] == key and self._entry_at(i).stage != 0:
+        while i < len(self._paths) and self._paths[i] == key:
+            if self._entry_at(i).stage == 0:
+                return i
             i += 1
-        if i >= len(self._paths) or self._paths[i] != key:
-            raise IndexFormatError(f"no stage-0 entry for {path!r}")
-        return i
+        return None
 
     def with_stat(self, stats: Dict[str, os.stat_result], smudge: Sequence[str] = ()) -> "GitIndex":
         """This index with the stat data of the stage-0 entries of ``stats``'s paths taken
@@ -300,6 +301,8 @@ class GitIndex:
         touched: List[int] = []
         for path, st in list(stats.items()) + [(p, None) for p in smudge if p not in stats]:
             i = self._stage0_position(path)
+            if i is None:
+                raise IndexFormatError(f"no stage-0 entry for {path!r}")
             offset = self._offsets[i]
             fields = list(_STAT.unpack_from(self._data, offset))
             if st is None:
@@ -359,14 +362,8 @@ class GitIndex:
         return found
 
     def _find(self, path: str) -> Optional[IndexEntry]:
-        key = os.fsencode(path)
-        i = bisect.bisect_left(self._paths, key)
-        while i < len(self._paths) and self._paths[i] == key:
-            found = self._entry_at(i)
-            if found.stage == 0:
-                return found
-            i += 1
-        return None
+        i = self._stage0_position(path)
+        return None if i is None else self._entry_at(i)
 
     def entries_under(self, directory: str) -> Dict[str, IndexEntry]:
         """Every stage-0 entry below ``directory`` (``""``: all), as ``{path: entry}``.

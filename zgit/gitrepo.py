@@ -941,10 +941,7 @@ class GitRepo:
             return None
         lock_path = path + ".lock"
         try:
-            old = os.lstat(path)
-            if not stat.S_ISREG(old.st_mode):
-                return None  # a symlinked index: git writes through it, and so does libgit2
-            fd = os.open(lock_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, stat.S_IMODE(old.st_mode))
+            fd = os.open(lock_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:
             _log.info("the index is locked by another git process (%s); git refreshes the "
                       "entries zgit put back itself later", lock_path)
@@ -956,12 +953,15 @@ class GitRepo:
         try:
             # Holding index.lock, the index can only change through us: it must still be
             # the file that was parsed, or the rewrite would undo another writer's work.
-            if stat_key(os.stat(path)) != self._index[0]:
+            old = os.lstat(path)
+            if not stat.S_ISREG(old.st_mode):
+                return None  # a symlinked index: git writes through it, and so does libgit2
+            if stat_key(old) != self._index[0]:
                 return None
             view = memoryview(refreshed.data)
             while view:
                 view = view[os.write(fd, view):]
-            os.fchmod(fd, stat.S_IMODE(old.st_mode))
+            os.fchmod(fd, stat.S_IMODE(old.st_mode))  # the index's own mode, not the umask's
             os.rename(lock_path, path)
             renamed = True
             written = os.fstat(fd)  # this inode, whatever replaces the file later
