@@ -362,3 +362,53 @@ def test_a_journal_of_an_older_zgit_still_recovers(repo):
     assert sorted(zgit.recover(repo.path)) == [f"{MODULE_DIR}/helper.py", f"{MODULE_DIR}/my_trainer_step.py"]
     assert (repo.status(), repo.snapshot()) == (before_status, before_files)
     assert not (repo.path / JOURNAL).exists() and not any(aside.iterdir())
+
+
+# -- the journal's file is reused, never half-published ---------------------------------------
+
+SPARE = Path(".git") / "zgit" / "journal.spare"
+
+
+def test_the_journal_file_is_reused_and_a_shorter_journal_still_reads_whole(repo):
+    """Each checkout rewrites the file the last journal was retired to (no file creation
+    per load).  A journal shorter than the file's old one reads as exactly itself: a dead
+    process's journal recovers after a longer one was written into the same file."""
+    import json
+
+    shas = build_history(repo, 3)
+    load_source(f"{SOURCE}@{shas[0]}", strategy="checkout")
+    spare = repo.path / SPARE
+    assert spare.is_file() and not (repo.path / JOURNAL).exists()
+    inode = spare.stat().st_ino
+    long_payload = json.loads(spare.read_text())
+    spare.write_text(json.dumps(dict(long_payload, padding="x" * 3000)))  # a longer journal was here
+    before = identity(repo.path)
+    _crash(repo, shas[1])  # its journal is written into the longer file, then published
+    journal_bytes = (repo.path / JOURNAL).read_bytes()
+    journal = json.loads(journal_bytes)
+    assert "padding" not in journal and journal["sha"] == shas[1]
+    assert journal_bytes.rstrip(b" ") == json.dumps(journal).encode()
+    assert (repo.path / JOURNAL).stat().st_ino == inode
+    assert sorted(zgit.recover(repo.path)) == [f"{MODULE_DIR}/helper.py", f"{MODULE_DIR}/my_trainer_step.py"]
+    assert identity(repo.path) == before and repo.status() == ""
+    assert spare.stat().st_ino == inode and not (repo.path / JOURNAL).exists()
+
+
+@pytest.mark.parametrize("kind", ["symlink", "directory", "fifo"])
+def test_a_spare_journal_that_is_not_a_file_is_replaced_never_followed(repo, tmp_path, kind):
+    shas = build_history(repo, 2)
+    spare = repo.path / SPARE
+    spare.parent.mkdir(exist_ok=True)
+    target = tmp_path / "outside.txt"
+    target.write_text("not zgit's\n")
+    if kind == "symlink":
+        spare.symlink_to(target)
+    elif kind == "directory":
+        spare.mkdir()
+    else:
+        os.mkfifo(spare)
+    before = identity(repo.path)
+    assert load_source(f"{SOURCE}@{shas[0]}", strategy="checkout")().version() == (0, 0)
+    assert target.read_text() == "not zgit's\n"
+    assert spare.is_file() and not spare.is_symlink()
+    assert identity(repo.path) == before and repo.status() == ""
