@@ -507,3 +507,29 @@ def test_checkout_load_refuses_a_marked_file_and_says_why(repo):
     assert "assume-unchanged" in str(info.value) and "stricter than git status" in str(info.value)
     assert repo.snapshot() == before
     assert status() == status_before
+
+
+@pytest.mark.parametrize("link", ["pkg/mod", "pkg"], ids=["module-directory", "its-parent"])
+def test_a_module_directory_reached_through_a_symlink_is_not_clean(make_repo, tmp_path, link):
+    """git never follows a symlink to a directory: with the module directory (or a parent)
+    moved elsewhere and linked back, git sees its files deleted, however equal their bytes.
+    So does zgit; and a checkout load refuses it rather than write through the link."""
+    from zgit import DirtyModuleError
+    from zgit.loader import load_source
+
+    repo = make_repo
+    repo.write("pkg/__init__.py", "")
+    repo.write("pkg/mod/__init__.py", "")
+    repo.write("pkg/mod/step.py", "class Step:\n    version = 1\n")
+    first = commit(repo, "v1")
+    repo.write("pkg/mod/step.py", "class Step:\n    version = 2\n")
+    commit(repo, "v2")
+    moved = tmp_path / "elsewhere"
+    os.rename(repo.path / link, moved)
+    os.symlink(moved, repo.path / link)
+    assert assert_agrees(repo, "pkg/mod") == sorted(["pkg/mod/__init__.py", "pkg/mod/step.py"] + (
+        ["pkg/mod"] if link == "pkg/mod" else []))
+    outside = {p.name: p.read_bytes() for p in (moved / ("" if link == "pkg/mod" else "mod")).iterdir()}
+    with pytest.raises(DirtyModuleError):
+        load_source(f"pkg.mod.step.Step@{first}", repo=repo.path, strategy="checkout")
+    assert {p.name: p.read_bytes() for p in (moved / ("" if link == "pkg/mod" else "mod")).iterdir()} == outside

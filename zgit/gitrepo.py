@@ -379,6 +379,14 @@ class GitRepo:
                 if submodule is not None:
                     return [DirtyFile(submodule, "submodule")]
             expected = found or {}
+        link = self._link_on_the_way(directory)
+        if link is not None:
+            # git never follows a symlink to a directory (has_symlink_leading_path): every
+            # tracked file below it is deleted, and the link itself an untracked file.
+            dirty = [DirtyFile(path, "deleted") for path in self._tracked_files(expected)]
+            if link == directory.strip("/") and not self.is_ignored(link):
+                dirty.append(DirtyFile(link, "new"))
+            return sorted(dirty, key=lambda item: item.path)
         indexed: Dict[str, IndexEntry] = index.entries_under(directory) if index is not None else {}
         trusted = self._trusted_signatures(directory, head, expected, index)
         base = os.path.join(self.root, directory)
@@ -455,6 +463,22 @@ class GitRepo:
         return dirty
 
     # -- the clean check's parts ---------------------------------------------------------
+
+    def _link_on_the_way(self, directory: str) -> Optional[str]:
+        """The first of ``directory`` and its parents (repository paths) that is a symlink
+        or a file, if any: git sees nothing below it.  One lstat per level; a missing
+        level ends the look (nothing below it is there either)."""
+        current = str(self.root)
+        parts = [p for p in directory.split("/") if p and p != "."]
+        for i, part in enumerate(parts):
+            current = os.path.join(current, part)
+            try:
+                mode = os.lstat(current).st_mode
+            except (FileNotFoundError, NotADirectoryError):
+                return None
+            if not stat.S_ISDIR(mode):
+                return "/".join(parts[: i + 1])
+        return None
 
     def _tracked_files(self, expected: Entries) -> List[str]:
         """HEAD's paths below a directory that must be on disk (bytecode caches need not),
