@@ -54,9 +54,13 @@ _file_locks: Dict[str, filelock.FileLock] = {}
 _active = threading.local()
 
 
+_KILL_AT = os.environ.get("ZGIT_TEST_KILL_AT")  # read once: each lookup costs ~1.5 us, 7 a load
+
+
 def _fault(point: str) -> None:
-    """Test-only fault injection: ``ZGIT_TEST_KILL_AT=<point>`` kills this process there."""
-    if os.environ.get("ZGIT_TEST_KILL_AT") == point:
+    """Test-only fault injection: ``ZGIT_TEST_KILL_AT=<point>`` in the environment this
+    process started with kills it there."""
+    if _KILL_AT == point:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
@@ -389,14 +393,16 @@ def _asides_from(data) -> Dict[str, Aside]:
 # -- writing the work tree ---------------------------------------------------------------
 
 
-def _check_inside(root: Path, relpath: str) -> str:
+def _check_inside(root: Path, relpath: str, trusted: int = 0) -> str:
     """The full path of ``relpath``, refusing one whose parents leave the module directory
-    through a symlink or ``..`` (a pinned tree can hold such things; they are never followed)."""
+    through a symlink or ``..`` (a pinned tree can hold such things; they are never followed).
+    ``trusted``: how many leading directories are known to be real ones (the module
+    directory's, which the clean check has just walked and zgit never replaces)."""
     parts = relpath.split("/")
     if any(p in ("", ".", "..") for p in parts):
         raise ZgitError(f"refusing to write {relpath!r}: not a plain path inside the repository")
-    current = str(root)
-    for part in parts[:-1]:
+    current = os.path.join(str(root), *parts[:trusted])
+    for part in parts[trusted:-1]:
         current = os.path.join(current, part)
         try:
             st = os.lstat(current)
@@ -878,7 +884,8 @@ def checked_out(
             yield
             return
         _refuse_what_git_does_not_hold(git, module_dir, changes)
-        asides, bytecode, stats = _plan_asides(git, state, changes)
+        trusted = len([p for p in module_dir.split("/") if p])
+        asides, bytecode, stats, perms = _plan_asides(git, state, changes, module_dir)
         payload = {
             "version": JOURNAL_VERSION,
             "pid": os.getpid(),
@@ -893,8 +900,8 @@ def checked_out(
             "asides": _asides_json(asides),
             "bytecode": [[b.directory, b.stem, list(b.names)] for b in bytecode],
             "stats": stats,
-            "created_dirs": _dirs_to_create(git, changes),
-            "perms": _own_permissions(git, changes),
+            "created_dirs": _dirs_to_create(git, changes, trusted),
+            "perms": perms,
         }
         # Signals matter from here on (before, the default action of SIGTERM leaves
         # nothing behind): they end the process only once the tree is restored.
@@ -907,7 +914,7 @@ def checked_out(
             _active.depth = 1
             try:
                 with guard.critical():
-                    _materialize(git, changes, module_dir, state, journal, payload, fsync, written)
+                    _materialize(git, changes, module_dir, state, journal, payload, fsync, written, trusted)
                 _fault("after-materialize")
                 yield
                 _fault("after-import")
@@ -925,19 +932,34 @@ def checked_out(
                     drop_journal(state)
 
 
-def _plan_asides(git: GitRepo, state: Path, changes: List[Change]):
+def _trusted_dirs(module_dir: str) -> Dict[str, bool]:
+    """A :func:`_behind_link` cache that knows the module directory and its parents are
+    real directories (the clean check has just walked them; zgit never replaces them)."""
+    parts = [p for p in module_dir.split("/") if p]
+    return {"/".join(parts[:i]): False for i in range(1, len(parts) + 1)}
+
+
+def _plan_asides(git: GitRepo, state: Path, changes: List[Change], module_dir: str):
     """Where each of the user's files waits during the checkout, before the journal names
     it: ``.git/zgit/aside/`` when that is on the same file system (a rename keeps bytes,
     mode, mtime and inode), else beside the file.  Also the bytecode of every changed
-    module, and the stat of every original (which proves it later without reading it)."""
+    module, the stat of every original (which proves it later without reading it), and
+    the permission bits of originals that differ from what a checkout writes (a file the
+    user made private, say: a restore from the object database, when the file itself is
+    lost, gives them back)."""
     root = str(git.root)
     aside_dir = state / ASIDE_DIR
-    aside_dir.mkdir(exist_ok=True)
-    state_dev = os.lstat(aside_dir).st_dev
+    try:
+        state_dev = os.lstat(aside_dir).st_dev
+    except FileNotFoundError:
+        aside_dir.mkdir(exist_ok=True)
+        state_dev = os.lstat(aside_dir).st_dev
     token = f"{os.getpid()}-{time.time_ns()}"
     asides: Dict[str, Aside] = {}
     stats: Dict[str, List[int]] = {}
+    perms: Dict[str, int] = {}
     taken: set = set()
+    umask = _umask()
 
     def plan(path: str, full: str, st: os.stat_result) -> None:
         if st.st_dev == state_dev:
@@ -949,6 +971,7 @@ def _plan_asides(git: GitRepo, state: Path, changes: List[Change]):
     bytecode: List[Bytecode] = []
     stems = set()
     listings: Dict[str, Optional[List[str]]] = {}
+    parents = _trusted_dirs(module_dir)
     for change in changes:
         if change.original is not None and not change.original.is_gitlink:
             full = os.path.join(root, *change.path.split("/"))
@@ -958,11 +981,15 @@ def _plan_asides(git: GitRepo, state: Path, changes: List[Change]):
                 continue  # not there (a parent is a symlink at HEAD): nothing of the user's
             if not stat.S_ISDIR(st.st_mode):
                 plan(change.path, full, st)
+            if stat.S_ISREG(st.st_mode) and change.original.mode in (MODE_EXEC, 0o100644):
+                default = (0o777 if change.original.mode == MODE_EXEC else 0o666) & ~umask
+                if stat.S_IMODE(st.st_mode) != default:
+                    perms[change.path] = stat.S_IMODE(st.st_mode)
         directory, _, name = change.path.rpartition("/")
         if name.endswith(".py") and (directory, name[:-3]) not in stems:
             stems.add((directory, name[:-3]))
             cache_dir = f"{directory}/__pycache__" if directory else "__pycache__"
-            if _behind_link(root, cache_dir + "/x", {}):
+            if _behind_link(root, cache_dir + "/x", parents):
                 continue
             names = _cache_names(root, cache_dir, name[:-3], listings)
             if names is None:
@@ -973,7 +1000,7 @@ def _plan_asides(git: GitRepo, state: Path, changes: List[Change]):
                 full = os.path.join(root, *path.split("/"))
                 with contextlib.suppress(OSError):
                     plan(path, full, os.lstat(full))
-    return asides, bytecode, stats
+    return asides, bytecode, stats, perms
 
 
 def _beside_name(root: str, path: str, taken: set) -> str:
@@ -1045,41 +1072,28 @@ def _refuse_what_git_does_not_hold(git: GitRepo, module_dir: str, changes: List[
         )
 
 
-def _own_permissions(git: GitRepo, changes: List[Change]) -> Dict[str, int]:
-    """Permission bits of HEAD's files that differ from what a checkout writes (a file the
-    user made private, say), so that a restore from the object database (when the file
-    itself is lost) gives them back."""
-    out: Dict[str, int] = {}
-    for change in changes:
-        if change.original is None or change.original.mode not in (MODE_EXEC, 0o100644):
-            continue
-        try:
-            st = os.lstat(os.path.join(str(git.root), *change.path.split("/")))
-        except OSError:
-            continue
-        default = (0o777 if change.original.mode == MODE_EXEC else 0o666) & ~_umask()
-        if stat.S_ISREG(st.st_mode) and stat.S_IMODE(st.st_mode) != default:
-            out[change.path] = stat.S_IMODE(st.st_mode)
-    return out
-
-
-def _dirs_to_create(git: GitRepo, changes: List[Change]) -> List[str]:
-    """Directories the pin needs that do not exist: journaled before they exist."""
+def _dirs_to_create(git: GitRepo, changes: List[Change], trusted: int) -> List[str]:
+    """Directories the pin needs that do not exist: journaled before they exist.  The
+    first ``trusted`` levels (the module directory's) exist: the clean check walked them."""
     root = str(git.root)
     needed: List[str] = []
+    looked = set()
     for change in changes:
         if change.pinned is None:
             continue
         parts = change.path.split("/")[:-1]
-        for i in range(1, len(parts) + 1):
+        for i in range(trusted + 1, len(parts) + 1):
             rel = "/".join(parts[:i])
-            if rel not in needed and not os.path.lexists(os.path.join(root, *parts[:i])):
+            if rel in looked:
+                continue
+            looked.add(rel)
+            if not os.path.lexists(os.path.join(root, *parts[:i])):
                 needed.append(rel)
     return needed
 
 
 def _materialize(git: GitRepo, changes: List[Change], module_dir: str, state: Path, journal: dict,
-                 payload: dict, fsync: bool, written: Dict[str, Stat]) -> None:
+                 payload: dict, fsync: bool, written: Dict[str, Stat], trusted: int = 0) -> None:
     """Move the user's files (and their bytecode) aside and write the pin in their place."""
     asides: Dict[str, Aside] = journal["asides"]
     root = str(git.root)
@@ -1100,7 +1114,7 @@ def _materialize(git: GitRepo, changes: List[Change], module_dir: str, state: Pa
         for index, change in enumerate(ordered):
             if index == half:
                 _fault("mid-materialize")
-            full = _check_inside(git.root, change.path)
+            full = _check_inside(git.root, change.path, trusted)
             if change.original is not None and change.original.is_gitlink:
                 raise ZgitError(
                     f"{change.path} is a git submodule inside module directory {module_dir!r}; "
