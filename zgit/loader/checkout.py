@@ -30,7 +30,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Tuple, TypeVar
 
 import filelock
 
@@ -416,43 +416,57 @@ def _check_inside(root: Path, relpath: str, trusted: int = 0) -> str:
     return os.path.join(str(root), *parts)
 
 
-def _make_parents(full: str, created_dirs: Optional[List[str]] = None) -> None:
+def _make_parents(full: str) -> None:
     parent = os.path.dirname(full)
     if not os.path.isdir(parent):
-        missing = []
-        probe = parent
-        while not os.path.exists(probe):
-            missing.append(probe)
-            probe = os.path.dirname(probe)
         os.makedirs(parent)
-        if created_dirs is not None:
-            created_dirs.extend(reversed(missing))
 
 
-def _write_entry(git: GitRepo, full: str, relpath: str, entry: Entry, created_dirs: List[str],
+_Made = TypeVar("_Made")
+
+
+def _create(full: str, tmp: str, create: Callable[[str], _Made]) -> _Made:
+    """``create(tmp)`` (``tmp`` beside ``full``), making ``full``'s missing parent
+    directories when it fails for want of them, and replacing a ``tmp`` left by a process
+    killed while writing it.  The directory is only looked at when the create fails."""
+    try:
+        return create(tmp)
+    except FileNotFoundError:
+        _make_parents(full)
+    except FileExistsError:
+        os.unlink(tmp)
+    return create(tmp)
+
+
+def _put_back(waiting: str, full: str) -> None:
+    """Rename the user's file that waits at ``waiting`` to ``full``, over the pinned file
+    there, if any; a parent directory the pin did not have is made again, and the pin's
+    (empty) directory where HEAD has a file removed.  Looks only when the rename fails."""
+    try:
+        os.rename(waiting, full)
+        return
+    except FileNotFoundError:
+        _make_parents(full)
+    except IsADirectoryError:
+        os.rmdir(full)  # never a symlink: rename replaces one itself
+    os.rename(waiting, full)
+
+
+def _write_entry(git: GitRepo, full: str, relpath: str, entry: Entry,
                  as_blob: bool = False, vacant: bool = False) -> None:
     """Write ``entry`` at ``full`` as ``git checkout`` would (filters applied), by rename.
     ``as_blob``: no filter applies (:meth:`GitRepo.writes_blobs_as_they_are`).
     ``vacant``: the caller emptied the name (the user's file waits aside)."""
-    _make_parents(full, created_dirs)
     tmp = f"{full}{_TMP_MARK}"
     if entry.mode == MODE_LINK:
         target = os.fsdecode(git.blob(entry.oid))
-        try:
-            os.symlink(target, tmp)
-        except FileExistsError:  # left by a process killed while writing it
-            os.unlink(tmp)
-            os.symlink(target, tmp)
+        _create(full, tmp, lambda path: os.symlink(target, path))
     else:
         data = git.blob(entry.oid) if as_blob else git.worktree_bytes(entry.oid, relpath)
         # What git creates: 0666 or 0777 less the umask (or as a default ACL says).
         mode = 0o777 if entry.mode == MODE_EXEC else 0o666
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
-        try:
-            fd = os.open(tmp, flags, mode)
-        except FileExistsError:  # left by a process killed while writing it
-            os.unlink(tmp)
-            fd = os.open(tmp, flags, mode)
+        fd = _create(full, tmp, lambda path: os.open(path, flags, mode))
         try:
             view = memoryview(data)
             while view:
@@ -624,8 +638,9 @@ def undo(git: GitRepo, journal: dict, *, written: Optional[Dict[str, Stat]] = No
             if waiting or change.original is not None:
                 (put_back if waiting else rewrite).append(change)
             continue
+        found = _stat_of(full)
         if not waiting:
-            recorded, found = stats.get(change.path), _stat_of(full)
+            recorded = stats.get(change.path)
             if recorded is not None and found is not None and found[:3] == tuple(recorded)[:3]:
                 continue  # the user's own file, never moved or already back: proved by stat
             if change.original is None and found is not None and stat.S_ISDIR(found[3]):
@@ -634,7 +649,8 @@ def undo(git: GitRepo, journal: dict, *, written: Optional[Dict[str, Stat]] = No
                 continue
         # An absent path holds nobody's bytes, so restoring it loses nothing (a crash
         # between moving the original aside and writing the pin leaves it so).
-        if not os.path.lexists(full) or _is_written(git, full, change.path, change.pinned, written):
+        if (found is None or (written is not None and written.get(change.path) == found)
+                or _is_written(git, full, change.path, change.pinned, written)):
             (put_back if waiting else rewrite).append(change)
             continue
         if head is False:
@@ -655,17 +671,18 @@ def undo(git: GitRepo, journal: dict, *, written: Optional[Dict[str, Stat]] = No
         )
     restoring = put_back + rewrite
     waiting_paths = {c.path for c in put_back}
+    # The module directory and its parents, looked at once here: zgit's own restoring
+    # below never replaces them, so only the levels below need a look per file.
+    trusted = 0 if _behind_link(root, f"{module_dir}/x" if module_dir else "x", parents) else (
+        len([p for p in module_dir.split("/") if p]))
     order = _ordered(restoring, to_pinned=False)
     for index, change in enumerate(order):
         if index == len(order) // 2:
             _fault("mid-restore")
         full = os.path.join(root, *change.path.split("/"))
         if change.path in waiting_paths:
-            _check_inside(git.root, change.path)
-            _make_parents(full)
-            if os.path.isdir(full) and not os.path.islink(full):
-                os.rmdir(full)  # the pin's (empty) directory where HEAD has a file
-            os.rename(asides[change.path].full(git), full)  # replaces the pinned file, if any
+            _check_inside(git.root, change.path, trusted)
+            _put_back(asides[change.path].full(git), full)
         elif change.original is None:
             if not _behind_link(root, change.path, {}):
                 _remove(full)
@@ -673,7 +690,7 @@ def undo(git: GitRepo, journal: dict, *, written: Optional[Dict[str, Stat]] = No
         elif change.original.mode == MODE_GITLINK:
             continue
         else:
-            _write_entry(git, _check_inside(git.root, change.path), change.path, change.original, [])
+            _write_entry(git, _check_inside(git.root, change.path, trusted), change.path, change.original)
     for path in kept:
         aside = asides.get(path)
         if aside is not None:
@@ -1125,7 +1142,7 @@ def _materialize(git: GitRepo, changes: List[Change], module_dir: str, state: Pa
             if change.pinned is None:
                 _prune_empty(git.root, change.path, module_dir)
             else:
-                _write_entry(git, full, change.path, change.pinned, [], as_blob,
+                _write_entry(git, full, change.path, change.pinned, as_blob,
                              vacant=change.path in asides or change.original is None)
                 found = _stat_of(full)
                 if found is not None:
