@@ -52,6 +52,7 @@ _CACHE_SUFFIXES = (".pyc", ".pyo")
 
 
 _READ_HEAD = object()  # dirty_paths(): resolve HEAD itself
+_MISSING = object()
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,7 @@ class GitRepo:
         self.git_dir = Path(os.path.realpath(self._repo.path))
         self._lock = threading.RLock()
         self._tree_cache: Dict[str, Entries] = {}
+        self._entry_cache: Dict[Tuple[str, str], Optional[Entry]] = {}  # (full commit id, path)
         self._commit_trees: Dict[str, pygit2.Tree] = {}
         # Blobs are immutable: keep recently read ones (bounded), since loads of nearby
         # pins share most files and libgit2 does not cache blobs.
@@ -106,6 +108,7 @@ class GitRepo:
         self._config_files: Optional[List[str]] = None
         self._common: Optional[str] = None
         self._tracked_cache: Dict[int, Tuple[Entries, List[str]]] = {}
+        self._settled = threading.local()  # value: settings fixed for one_look_at_settings()
         # (directory, HEAD) -> (signatures, the index they came from), a few directories
         self._trusted_cache: Dict[Tuple[str, str], Tuple[Dict[str, Dict[str, tuple]], GitIndex]] = {}
 
@@ -210,16 +213,26 @@ class GitRepo:
             return [item.name for item in tree]
 
     def entry(self, sha: str, path: str) -> Optional[Entry]:
-        """The blob entry at ``path`` in commit ``sha`` (None if absent or a directory)."""
+        """The blob entry at ``path`` in commit ``sha`` (None if absent or a directory).
+        Remembered for a full commit id, whose tree never changes (an abbreviated one may
+        become ambiguous)."""
+        key = (sha, path)
+        found = self._entry_cache.get(key, _MISSING)
+        if found is not _MISSING:
+            return found  # type: ignore[return-value]
         with self._lock:
             tree = self._commit_tree(sha)
             try:
                 obj = tree[path]
             except KeyError:
-                return None
-            if obj.filemode == MODE_TREE:
-                return None
-            return Entry(str(obj.id), int(obj.filemode))
+                found = None
+            else:
+                found = None if obj.filemode == MODE_TREE else Entry(str(obj.id), int(obj.filemode))
+        if len(sha) in (40, 64) and not sha.strip("0123456789abcdef"):
+            if len(self._entry_cache) >= 4096:
+                self._entry_cache.clear()
+            self._entry_cache[key] = found
+        return found
 
     def entries(self, sha: str, directory: str) -> Optional[Entries]:
         """Every file below ``directory`` at commit ``sha`` as ``{repo path: Entry}``.
@@ -613,8 +626,29 @@ class GitRepo:
             pass
         return paths
 
+    @contextlib.contextmanager
+    def one_look_at_settings(self) -> Iterator[None]:
+        """Within the block (in this thread), git's configuration and the gitattributes
+        files outside the work tree are looked at once, not at each use: a checkout load
+        needs them for its clean check, its writes and its index refresh, a few
+        milliseconds apart (each look stats about eight files)."""
+        outer = getattr(self._settled, "value", _MISSING)
+        self._settled.value = None
+        try:
+            yield
+        finally:
+            self._settled.value = outer
+
     def _clean_settings(self) -> "_CleanSettings":
         """git configuration the clean check needs, re-read when a config file changed."""
+        settled = getattr(self._settled, "value", _MISSING)
+        if settled is not _MISSING:
+            if settled is None:
+                settled = self._settled.value = self._read_clean_settings()
+            return settled  # type: ignore[return-value]
+        return self._read_clean_settings()
+
+    def _read_clean_settings(self) -> "_CleanSettings":
         cached_key, cached = self._settings_cache
         watched = self._config_paths() + (cached.attribute_files if cached is not None else [])
         key = []

@@ -173,7 +173,9 @@ def _own_restore_noted(repository: Repository, module_dir: str) -> ContextManage
     another process's, whose pinned files may be what this process imported."""
     if (repository.state_dir / checkout.JOURNAL_NAME).exists():
         return contextlib.nullcontext()
-    return imported.restored_by_this_process(os.path.realpath(os.path.join(repository.git.root, module_dir)))
+    # The root is a real path already; a module directory reached through a symlink below
+    # it is dirty as git sees it, so no checkout restores anything there.
+    return imported.restored_by_this_process(os.path.join(str(repository.git.root), *module_dir.split("/")))
 
 
 def _load_unpinned(source: Source, repository: Repository) -> Any:

@@ -867,7 +867,7 @@ def checked_out(
         # the journal, and the import is served from the object database either way.
         yield
         return
-    with locked(git, timeout) as state:
+    with locked(git, timeout) as state, git.one_look_at_settings():
         recover_locked(git, state)
         head = git.head_sha()
         dirty_files = git.dirty_files(module_dir, head)
