@@ -859,18 +859,20 @@ def bench_load(base: Path, quick: bool, profile: Optional[dict], filler: int = 0
         return timed(lambda: write_index_copy(data))
 
     # The file operations a checkout of this pin makes, replayed with none of zgit's logic:
-    # the journal (written by rename, deleted), each changed file and its bytecode moved
-    # aside, the pinned file written by rename, the user's moved back, the index file
-    # written once.  What any checkout that loses nothing and leaves the index fresh
-    # spends beyond the import on this file system.
+    # the journal (written into the spare file the last one was retired to, published by
+    # rename, retired by rename), each changed file and its bytecode moved aside, the
+    # pinned file written by rename, the pinned file deleted and the user's moved back, the
+    # index file written once.  What any checkout that loses nothing and leaves the index
+    # fresh spends beyond the import on this file system.
     head_entries = repository.git.entries(repository.git.head_sha(), LOAD_DIR) or {}
     pin_entries = repository.git.entries(pin, LOAD_DIR) or {}
     changed = [(str(root / path), repository.git.blob(pin_entries[path].oid))
                for path in sorted(head_entries) if path in pin_entries and head_entries[path] != pin_entries[path]]
     stems = tuple(os.path.basename(full)[:-3] + "." for full, _ in changed if full.endswith(".py"))
     state_dir = repository.git.git_dir / "zgit"
-    journal_tmp, journal = str(state_dir / "bench-journal.tmp"), str(state_dir / "bench-journal")
+    journal_spare, journal = str(state_dir / "bench-journal.spare"), str(state_dir / "bench-journal")
     payload = b"x" * 1500  # the journal of this checkout is about 1.5 KB
+    Path(journal_spare).write_bytes(payload)
 
     def file_ops() -> float:
         data = (repository.git.git_dir / "index").read_bytes()
@@ -879,10 +881,10 @@ def bench_load(base: Path, quick: bool, profile: Optional[dict], filler: int = 0
         aside = [str(state_dir / f"bench-aside-{k}") for k in range(len(changed) + len(pycs))]
 
         def ops() -> None:
-            fd = os.open(journal_tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-            os.write(fd, payload)
+            fd = os.open(journal_spare, os.O_RDWR)
+            os.pwrite(fd, payload, 0)
             os.close(fd)
-            os.rename(journal_tmp, journal)
+            os.rename(journal_spare, journal)
             for k, pyc in enumerate(pycs):
                 os.rename(pyc, aside[len(changed) + k])
             for k, (full, pinned) in enumerate(changed):
@@ -892,11 +894,12 @@ def bench_load(base: Path, quick: bool, profile: Optional[dict], filler: int = 0
                 os.close(fd)
                 os.rename(full + ".tmp", full)
             for k, (full, _) in enumerate(changed):
+                os.unlink(full)
                 os.rename(aside[k], full)
             for k, pyc in enumerate(pycs):
                 os.rename(aside[len(changed) + k], pyc)
             write_index_copy(data)
-            os.unlink(journal)
+            os.rename(journal, journal_spare)
         return timed(ops)
 
     from zgit.gitindex import GitIndex
