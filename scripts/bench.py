@@ -34,6 +34,9 @@ What is measured (issues 2, 3, 5, 7 and 11):
   (``checkout_overhead_ceiling``); every file operation of the checkout replayed with
   none of zgit's logic (``file_ops_ms``: journal, files moved aside, pin written, files
   moved back, index file written) and its ratio (``checkout_overhead_file_ops_ceiling``);
+  the same overhead ratio with checkout and memory loads made ten in a row, as a
+  pipeline makes them, where nothing else runs between two loads
+  (``checkout_overhead_in_a_row``);
   and one parse of the index (``index_parse_ms``: what
   the first zgit call after a git command that rewrote the index pays; zgit's load
   contenders take it before their timer starts, since the legacy contender's git
@@ -952,6 +955,27 @@ def bench_load(base: Path, quick: bool, profile: Optional[dict], filler: int = 0
         sys.dont_write_bytecode = False
         shutil.rmtree(root, ignore_errors=True)
 
+    in_a_row: Dict[str, List[float]] = {}
+    if not filler:
+        # Loads in a row, as a pipeline makes them: nothing else touches the disk or the CPU's
+        # caches in between (above, git commands, compileall and file replays run between
+        # two checkout loads).  Each measure is the mean of a run of loads, the first included.
+        row = 4 if quick else 10
+
+        def loads_in_a_row(strategy: str) -> Callable[[], float]:
+            def measure() -> float:
+                total = 0.0
+                for _ in range(row):
+                    forget_loaded()
+                    total += timed(lambda: load_source(source, repo=repository, strategy=strategy))
+                return total / row
+            return measure
+
+        in_a_row = interleave([
+            Contender("checkout", loads_in_a_row("checkout"), 5 if quick else 15, warmup=1),
+            Contender("memory", loads_in_a_row("memory"), 5 if quick else 15, warmup=1),
+        ])
+
     if filler:
         cleanup()
         return {
@@ -1086,6 +1110,13 @@ def bench_load(base: Path, quick: bool, profile: Optional[dict], filler: int = 0
         # `git diff-index HEAD` agreeing with `git status`: one index write per load)
         "checkout_overhead_small_no_index_refresh": checkout_overhead(times, "checkout_no_index_refresh"),
         "checkout_no_index_refresh_ms": median(times["checkout_no_index_refresh"]) * 1e3,
+        # the same ratio with the checkout and memory loads made in runs of ten in a row,
+        # as a pipeline makes them (legacy and plain import as above)
+        "checkout_overhead_in_a_row": checkout_overhead(
+            {"legacy": times["legacy"], "plain_import": times["plain_import"],
+             "checkout": in_a_row["checkout"], "memory": in_a_row["memory"]}),
+        "checkout_in_a_row_ms": median(in_a_row["checkout"]) * 1e3,
+        "memory_in_a_row_ms": median(in_a_row["memory"]) * 1e3,
         # writing the index file once (lock file, rename; no checksum) and the ratio a
         # checkout that did nothing else but leave the index fresh would reach:
         # (legacy - plain) / that write
@@ -1906,6 +1937,9 @@ def render(results: dict) -> str:
                      f"{x(load.get('checkout_overhead_file_ops_ceiling'))} here"
                      + (f", {x(big_load.get('checkout_overhead_file_ops_ceiling'))} in the 20k-file repository"
                         if big_load else ""))
+        lines.append(f"    checkout and memory loads made ten in a row, as a pipeline makes them "
+                     f"({ms(load.get('checkout_in_a_row_ms'))} / {ms(load.get('memory_in_a_row_ms'))}): "
+                     f"{x(load.get('checkout_overhead_in_a_row'))} here")
         lines.append(f"    without the index refresh after the restore: "
                      f"{x(load.get('checkout_overhead_small_no_index_refresh'))} here"
                      + (f", {x(load.get('checkout_overhead_20k_no_index_refresh'))} in the 20k-file repository"

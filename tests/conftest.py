@@ -64,6 +64,23 @@ FOREIGN = (
 GIT_OPTIONS = ("-c", "init.defaultBranch=main", "-c", "commit.gpgsign=false", "-c", "core.autocrlf=false")
 
 
+def settle_index(root: Union[str, Path], under: str = "") -> None:
+    """Date the files below ``under`` (the whole work tree when empty) an hour back and
+    refresh the index, so that git trusts its stat data (no racily clean entries it would
+    re-read anyway); then wait for the next second: git compares whole seconds of ctime,
+    so a move aside and back within the second that recorded the files would go unseen,
+    and the index refresh after a load would go untested."""
+    import time
+
+    base = Path(root) / under if under else Path(root)
+    past = time.time() - 3600
+    for path in base.rglob("*"):
+        if ".git" not in path.relative_to(root).parts and path.is_file() and not path.is_symlink():
+            os.utime(path, (past, past))
+    subprocess.run(["git", "update-index", "-q", "--refresh"], cwd=root, env=git_env(), check=False)
+    time.sleep(1.05 - time.time() % 1)
+
+
 def git_env(**extra: str) -> Dict[str, str]:
     """``os.environ`` with git isolated from all configuration and given an identity."""
     env = {k: v for k, v in os.environ.items() if k not in FOREIGN}

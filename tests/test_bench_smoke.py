@@ -19,7 +19,8 @@ PIN_DIR_KEYS = {"dir_scaling", "dir_1000_vs_git", "bigfile_vs_git", "autocrlf_vs
 LOAD_KEYS = {"checkout_ms", "legacy_ms", "plain_import_ms", "memory_ms", "repeat_us",
              "plain_pyc_ms", "memory_cold_ms", "memory_vs_pyc", "memory_vs_pyc_cold",
              "index_write_ms", "index_parse_ms", "checkout_overhead_ceiling", "file_ops_ms",
-             "checkout_overhead_file_ops_ceiling", "lock_us", "kept_flock_us", "filelock_us"}
+             "checkout_overhead_file_ops_ceiling", "lock_us", "kept_flock_us", "filelock_us",
+             "checkout_overhead_in_a_row", "checkout_in_a_row_ms", "memory_in_a_row_ms"}
 
 
 @pytest.mark.slow

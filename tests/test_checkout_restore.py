@@ -25,6 +25,7 @@ import zgit
 from zgit import RecoverError, load_source
 from tests._project import SOURCE, build_history, write_version
 from tests.conftest import git_env, status
+from tests.conftest import settle_index as conftest_settle_index
 
 MODULE_DIR = "trainers/my_awesome_trainer"
 ZGIT_SRC = str(Path(__file__).resolve().parent.parent)
@@ -52,17 +53,8 @@ def diff_index_quiet(repo) -> int:
 
 
 def settle_index(repo) -> None:
-    """Date the module directory's files an hour back and refresh the index, so that git
-    trusts its stat data (no racily-clean entries that it would re-read anyway)."""
-    root = Path(getattr(repo, "path", repo))
-    past = time.time() - 3600
-    for path in (root / MODULE_DIR).rglob("*"):
-        if path.is_file() and not path.is_symlink():
-            os.utime(path, (past, past))
-    subprocess.run(["git", "update-index", "-q", "--refresh"], cwd=root, env=git_env(), check=False)
-    # git compares whole seconds of ctime: a move aside and back within the second that
-    # recorded them would go unseen, and the refresh after a load would go untested.
-    time.sleep(1.05 - time.time() % 1)
+    """:func:`tests.conftest.settle_index` for the module directory."""
+    conftest_settle_index(Path(getattr(repo, "path", repo)), MODULE_DIR)
 
 
 def compile_all(root: Path, directory: str = MODULE_DIR) -> None:

@@ -22,7 +22,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from tests._project import SOURCE, build_history
-from tests.conftest import WorkTree, git_env
+from tests.conftest import WorkTree, git_env, settle_index
 from tests.test_gitindex_and_convert import ls_files_debug, run_git
 from zgit import ZgitError, load_source
 from zgit.gitindex import GitIndex, IndexFormatError, read_index
@@ -36,15 +36,8 @@ def git_rc(repo: WorkTree, *args: str) -> subprocess.CompletedProcess:
 
 
 def settle(repo: WorkTree) -> None:
-    """Date every tracked file an hour back and refresh the index (no racily clean
-    entries), then wait for the next second: a move aside and back within the second
-    that recorded the files would not change their ctime as git stores it."""
-    past = time.time() - 3600
-    for path in repo.path.rglob("*"):
-        if ".git" not in path.parts and path.is_file() and not path.is_symlink():
-            os.utime(path, (past, past))
-    run_git(repo, "update-index", "-q", "--refresh")
-    time.sleep(1.05 - time.time() % 1)
+    """Every tracked file dated back, the index refreshed, the next second begun."""
+    settle_index(repo.path)
 
 
 def plumbing_agrees(repo: WorkTree) -> None:

@@ -687,21 +687,25 @@ class GitRepo:
         return settings
 
     def _attributes_may_apply(
-        self, directory: str, seen, expected: Entries, index: Optional[GitIndex], settings: "_CleanSettings"
+        self, directory: str, seen, expected: Entries, index: Optional[GitIndex], settings: "_CleanSettings",
+        below: "Iterable[str]" = (),
     ) -> bool:
         """Whether any gitattributes file could give a path below ``directory``
-        attributes: a ``.gitattributes`` above it or in it, ``info/attributes``, the global
-        or the system file.  When none can, files are hashed as they are."""
+        attributes: a ``.gitattributes`` above it or in it (or in the directories
+        ``below`` it, which the caller's walk did not see), among ``seen`` or
+        ``expected``, ``info/attributes``, the global or the system file.  When none can,
+        files are hashed as they are."""
         parts = [p for p in directory.split("/") if p]
-        for i in range(len(parts) + 1):
-            rel = "/".join(parts[:i] + [".gitattributes"])
+        candidates = {"/".join(parts[:i] + [".gitattributes"]) for i in range(len(parts) + 1)}
+        candidates.update(f"{d}/.gitattributes" for d in below if d)
+        for rel in candidates:
             if os.path.lexists(os.path.join(self.root, rel)):
                 return True
         if any(p == ".gitattributes" or p.endswith("/.gitattributes") for p in seen):
             return True
         if any(p.endswith("/.gitattributes") for p in expected):
             return True
-        if index is not None and any(index.get("/".join(parts[:i] + [".gitattributes"])) for i in range(len(parts) + 1)):
+        if index is not None and any(index.get(rel) for rel in candidates):
             return True
         return settings.outside_attributes
 
@@ -883,13 +887,9 @@ class GitRepo:
         settings = self._clean_settings()
         if settings.autocrlf:
             return False
-        paths = list(paths)
-        parents = {p.rpartition("/")[0] for p in paths}
-        for parent in parents:
-            if parent and os.path.lexists(os.path.join(self.root, parent, ".gitattributes")):
-                return False
         listed = dict.fromkeys(paths)
-        return not self._attributes_may_apply(directory, listed, listed, self._current_index(), settings)
+        below = {p.rpartition("/")[0] for p in listed}
+        return not self._attributes_may_apply(directory, listed, listed, self._current_index(), settings, below)
 
     def _filter_driver(self, relpath: str) -> "Tuple[str, str, bool] | None":
         """(name, smudge command, required) of the path's external filter driver, if any."""
@@ -1056,7 +1056,7 @@ class GitRepo:
                 continue
             entry = Entry(cached.oid, cached.mode)
             if stat.S_ISLNK(st.st_mode):
-                same = str(pygit2.hash(os.fsencode(os.readlink(full)))) == cached.oid
+                same = _link_is(full, cached.oid)
             else:
                 same = bool(self._content_equal(relpath, full, entry, cached, settings, True))
             if not same:
@@ -1203,11 +1203,15 @@ def _expand_filter_command(command: str, relpath: str) -> str:
     return "".join(out)
 
 
+def _link_is(full: str, oid: str) -> bool:
+    """True when the symlink at ``full`` points where blob ``oid`` says (git stores a
+    symlink as a blob of its target)."""
+    return str(pygit2.hash(os.fsencode(os.readlink(full)))) == oid
+
+
 def _matches(full: str, st: os.stat_result, entry: Entry) -> bool:
     if stat.S_ISLNK(st.st_mode):
-        if not entry.is_link:
-            return False
-        return str(pygit2.hash(os.fsencode(os.readlink(full)))) == entry.oid
+        return entry.is_link and _link_is(full, entry.oid)
     if not stat.S_ISREG(st.st_mode) or entry.is_link:
         return False
     executable = bool(st.st_mode & stat.S_IXUSR)
