@@ -479,19 +479,8 @@ class GitRepo:
 
     def _link_on_the_way(self, directory: str) -> Optional[str]:
         """The first of ``directory`` and its parents (repository paths) that is a symlink
-        or a file, if any: git sees nothing below it.  One lstat per level; a missing
-        level ends the look (nothing below it is there either)."""
-        current = str(self.root)
-        parts = [p for p in directory.split("/") if p and p != "."]
-        for i, part in enumerate(parts):
-            current = os.path.join(current, part)
-            try:
-                mode = os.lstat(current).st_mode
-            except (FileNotFoundError, NotADirectoryError):
-                return None
-            if not stat.S_ISDIR(mode):
-                return "/".join(parts[: i + 1])
-        return None
+        or a file, if any: git sees nothing below it."""
+        return first_non_directory(str(self.root), [p for p in directory.split("/") if p and p != "."])
 
     def _tracked_files(self, expected: Entries) -> List[str]:
         """HEAD's paths below a directory that must be on disk (bytecode caches need not),
@@ -1201,6 +1190,23 @@ def _expand_filter_command(command: str, relpath: str) -> str:
         out.append(ch)
         i += 1
     return "".join(out)
+
+
+def first_non_directory(root: str, parts: "List[str]", start: int = 0) -> Optional[str]:
+    """The first of the paths ``parts[:i+1]`` (below ``root``, for i from ``start``) that
+    is a symlink or a file rather than a directory, as a repository path; None when there
+    is none.  One lstat per level; a missing level ends the look (nothing below it is
+    there either).  The first ``start`` levels are taken as directories."""
+    current = os.path.join(root, *parts[:start])
+    for i in range(start, len(parts)):
+        current = os.path.join(current, parts[i])
+        try:
+            mode = os.lstat(current).st_mode
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        if not stat.S_ISDIR(mode):
+            return "/".join(parts[: i + 1])
+    return None
 
 
 def _link_is(full: str, oid: str) -> bool:

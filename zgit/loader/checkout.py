@@ -36,7 +36,7 @@ import filelock
 
 from zgit.dirty import advice, describe, submodule_of
 from zgit.errors import DirtyModuleError, LockTimeoutError, RecoverError, ZgitError
-from zgit.gitrepo import MODE_EXEC, MODE_GITLINK, MODE_LINK, Entry, GitRepo, is_bytecode_cache
+from zgit.gitrepo import MODE_EXEC, MODE_GITLINK, MODE_LINK, Entry, GitRepo, first_non_directory, is_bytecode_cache
 
 JOURNAL_NAME = "journal.json"  # present: a checkout is under way, or died (recover undoes it)
 SPARE_JOURNAL_NAME = "journal.spare"  # a finished journal's file, rewritten by the next checkout
@@ -401,18 +401,12 @@ def _check_inside(root: Path, relpath: str, trusted: int = 0) -> str:
     parts = relpath.split("/")
     if any(p in ("", ".", "..") for p in parts):
         raise ZgitError(f"refusing to write {relpath!r}: not a plain path inside the repository")
-    current = os.path.join(str(root), *parts[:trusted])
-    for part in parts[trusted:-1]:
-        current = os.path.join(current, part)
-        try:
-            st = os.lstat(current)
-        except FileNotFoundError:
-            break
-        if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
-            raise ZgitError(
-                f"refusing to write {relpath!r}: {os.path.relpath(current, root)} is a symlink or "
-                "a file, and zgit never writes through one"
-            )
+    link = first_non_directory(str(root), parts[:-1], trusted)
+    if link is not None:
+        raise ZgitError(
+            f"refusing to write {relpath!r}: {link} is a symlink or a file, and zgit never "
+            "writes through one"
+        )
     return os.path.join(str(root), *parts)
 
 
@@ -568,6 +562,12 @@ def _behind_link(root: str, relpath: str, cache: Dict[str, bool]) -> bool:
     return found
 
 
+def _levels(module_dir: str) -> List[str]:
+    """The module directory and its parents, outermost first (repository paths)."""
+    parts = [p for p in module_dir.split("/") if p]
+    return ["/".join(parts[:i]) for i in range(1, len(parts) + 1)]
+
+
 Stat = Tuple[int, int, int, int]  # (inode, size, mtime_ns, st_mode): proves a file by its stat
 
 
@@ -580,12 +580,13 @@ def _stat_of(full: str) -> Optional[Stat]:
 
 
 def _is_written(git: GitRepo, full: str, relpath: str, entry: Optional[Entry],
-                written: Optional[Dict[str, Stat]]) -> bool:
-    """True when ``full`` is exactly what a checkout of ``entry`` writes there: proved by
-    the stat recorded when zgit wrote it, else by comparing bytes and mode."""
+                written: Optional[Dict[str, Stat]], found: Optional[Stat]) -> bool:
+    """True when ``full`` (whose stat the caller took: ``found``) is exactly what a
+    checkout of ``entry`` writes there: proved by the stat recorded when zgit wrote it,
+    else by comparing bytes and mode."""
     if entry is None:
-        return not os.path.lexists(full)
-    if written is not None and relpath in written and _stat_of(full) == written[relpath]:
+        return found is None
+    if written is not None and relpath in written and found == written[relpath]:
         return True
     try:
         st = os.lstat(full)
@@ -654,8 +655,7 @@ def undo(git: GitRepo, journal: dict, *, written: Optional[Dict[str, Stat]] = No
                 continue
         # An absent path holds nobody's bytes, so restoring it loses nothing (a crash
         # between moving the original aside and writing the pin leaves it so).
-        if (found is None or (written is not None and written.get(change.path) == found)
-                or _is_written(git, full, change.path, change.pinned, written)):
+        if found is None or _is_written(git, full, change.path, change.pinned, written, found):
             (put_back if waiting else rewrite).append(change)
             continue
         if head is False:
@@ -678,8 +678,8 @@ def undo(git: GitRepo, journal: dict, *, written: Optional[Dict[str, Stat]] = No
     waiting_paths = {c.path for c in put_back}
     # The module directory and its parents, looked at once here: zgit's own restoring
     # below never replaces them, so only the levels below need a look per file.
-    trusted = 0 if _behind_link(root, f"{module_dir}/x" if module_dir else "x", parents) else (
-        len([p for p in module_dir.split("/") if p]))
+    levels = _levels(module_dir)
+    trusted = 0 if levels and _behind_link(root, levels[-1] + "/x", parents) else len(levels)
     order = _ordered(restoring, to_pinned=False)
     for index, change in enumerate(order):
         if index == len(order) // 2:
@@ -906,7 +906,7 @@ def checked_out(
             yield
             return
         _refuse_what_git_does_not_hold(git, module_dir, changes)
-        trusted = len([p for p in module_dir.split("/") if p])
+        trusted = len(_levels(module_dir))
         asides, bytecode, stats, perms = _plan_asides(git, state, changes, module_dir)
         payload = {
             "version": JOURNAL_VERSION,
@@ -954,13 +954,6 @@ def checked_out(
                     drop_journal(state)
 
 
-def _trusted_dirs(module_dir: str) -> Dict[str, bool]:
-    """A :func:`_behind_link` cache that knows the module directory and its parents are
-    real directories (the clean check has just walked them; zgit never replaces them)."""
-    parts = [p for p in module_dir.split("/") if p]
-    return {"/".join(parts[:i]): False for i in range(1, len(parts) + 1)}
-
-
 def _plan_asides(git: GitRepo, state: Path, changes: List[Change], module_dir: str):
     """Where each of the user's files waits during the checkout, before the journal names
     it: ``.git/zgit/aside/`` when that is on the same file system (a rename keeps bytes,
@@ -993,7 +986,9 @@ def _plan_asides(git: GitRepo, state: Path, changes: List[Change], module_dir: s
     bytecode: List[Bytecode] = []
     stems = set()
     listings: Dict[str, Optional[List[str]]] = {}
-    parents = _trusted_dirs(module_dir)
+    # a _behind_link cache that knows the module directory and its parents are real
+    # directories: the clean check has just walked them, and zgit never replaces them
+    parents = dict.fromkeys(_levels(module_dir), False)
     for change in changes:
         if change.original is not None and not change.original.is_gitlink:
             full = os.path.join(root, *change.path.split("/"))
